@@ -1,0 +1,35 @@
+"""Home document, ping and health over every transport."""
+
+from __future__ import annotations
+
+OPERATIONS = {"create_queue", "post_messages", "claim_messages", "list_messages", "delete_messages",
+              "delete_claim", "bulk_delete_messages", "delete_queue"}
+
+
+def test_health_runs_a_live_self_check_for_admins(client):
+    result = client.call("check_node_health", headers={"X-Roles": "admin"})
+    assert result.status == 200
+    assert result.body["storage_reachable"] is True
+    assert set(result.body["operation_status"]) == OPERATIONS
+    assert all(op["succeeded"] for op in result.body["operation_status"].values())
+    assert result.body["message_volume"]["total"] == 100
+
+
+def test_health_leaves_no_trace_in_the_callers_project(client):
+    client.call("check_node_health", headers={"X-Roles": "admin"})
+    assert client.call("queue_list").body["queues"] == []
+
+
+def test_health_is_refused_without_the_admin_role(client):
+    result = client.call("check_node_health")
+    assert result.status == 403
+    assert result.body["title"] == "Not authorized"
+
+
+def test_ping_answers_204(client):
+    assert client.call("ping_node").status == 204
+
+
+def test_home_document_lists_admin_resources_in_admin_mode(client):
+    resources = client.call("get_home_doc").body["resources"]
+    assert "rel/health" in resources and "rel/messages" in resources

@@ -1,0 +1,98 @@
+"""HTTP-only behaviour: headers, query decoding and response framing."""
+
+from __future__ import annotations
+
+import uuid
+
+import falcon.testing
+import pytest
+
+from zaqar.transport import wsgi
+
+H = {"Client-ID": uuid.uuid4().hex, "X-Project-ID": "p"}
+
+
+@pytest.fixture
+def http(api):
+    return falcon.testing.TestClient(wsgi.build_app(api))
+
+
+def test_dashless_client_id_and_tenant_header_are_accepted(http):
+    headers = {"Client-ID": uuid.uuid4().hex, "X-Tenant-ID": "p"}
+    assert http.simulate_put("/v2/queues/q", headers=headers).status_code == 201
+    assert http.simulate_get("/v2/queues/q", headers={**headers, "X-Project-ID": "p"}).status_code == 200
+
+
+def test_version_discovery_needs_no_headers(http):
+    result = http.simulate_get("/")
+    assert result.status_code == 300
+    assert result.json["versions"][0]["links"] == [{"href": "/v2/", "rel": "self"}]
+
+
+def test_home_document_is_json_home(http):
+    result = http.simulate_get("/v2/", headers=H)
+    assert result.headers["content-type"] == "application/json-home"
+    assert result.headers["cache-control"] == "max-age=86400"
+    assert result.json["resources"]["rel/queue"]["hints"]["allow"] == ["GET", "PUT", "DELETE", "PATCH"]
+
+
+def test_created_queue_has_relative_location_and_json_type(http):
+    result = http.simulate_put("/v2/queues/q", headers=H)
+    assert result.status_code == 201
+    assert result.headers["location"] == "/v2/queues/q"
+    assert result.headers["content-type"] == "application/json"
+    assert result.headers["x-openstack-request-id"].startswith("req-")
+
+
+def test_no_content_responses_carry_no_type(http):
+    http.simulate_put("/v2/queues/q", headers=H)
+    result = http.simulate_put("/v2/queues/q", headers=H)
+    assert result.status_code == 204
+    assert "content-type" not in result.headers
+    assert result.content == b""
+
+
+def test_head_of_missing_queue_is_404_without_body(http):
+    result = http.simulate_head("/v2/queues/nope", headers=H)
+    assert result.status_code == 404
+    assert result.content == b""
+
+
+def test_repeated_and_comma_separated_ids_are_concatenated(http):
+    http.simulate_post("/v2/queues/q/messages", headers=H,
+                       json={"messages": [{"body": i} for i in range(3)]})
+    ids = [m["id"] for m in http.simulate_get("/v2/queues/q/messages?echo=true", headers=H).json["messages"]]
+    query = f"ids={ids[0]},{ids[1]}&ids={ids[2]}"
+    found = http.simulate_get("/v2/queues/q/messages", query_string=query, headers=H).json["messages"]
+    assert sorted(m["id"] for m in found) == sorted(ids)
+
+
+def test_python_style_booleans_are_accepted(http):
+    http.simulate_post("/v2/queues/q/messages", headers=H, json={"messages": [{"body": 1}]})
+    result = http.simulate_get("/v2/queues/q/messages", query_string="echo=True&include_claimed=False",
+                               headers=H)
+    assert len(result.json["messages"]) == 1
+    assert "echo=true" in result.json["links"][0]["href"]
+
+
+def test_blank_limit_counts_as_absent(http):
+    assert http.simulate_get("/v2/queues", query_string="limit=", headers=H).status_code == 200
+
+
+def test_unknown_list_parameters_filter_on_metadata(http):
+    http.simulate_put("/v2/queues/a", headers=H, json={"team": "x", "n": 1})
+    http.simulate_put("/v2/queues/b", headers=H, json={"team": "y"})
+    body = http.simulate_get("/v2/queues", query_string="team=x&n=1", headers=H).json
+    assert [q["name"] for q in body["queues"]] == ["a"]
+    assert "team" not in body["links"][0]["href"]
+
+
+def test_options_lists_allowed_methods(http):
+    result = http.simulate_options("/v2/queues/q/claims", headers=H)
+    assert result.status_code == 200
+    assert result.headers["allow"] == "POST, OPTIONS"
+
+
+def test_ping_is_204(http):
+    assert http.simulate_get("/v2/ping", headers=H).status_code == 204
+    assert http.simulate_head("/v2/ping", headers=H).status_code == 204

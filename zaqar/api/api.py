@@ -1,0 +1,61 @@
+"""``Api.handle``: the one entry point every transport calls.
+
+Validation that applies to every operation, the storage-error mapping and
+the catch-all for bugs happen here once, so handlers hold only their
+operation's logic and every transport gets identical results.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from zaqar.api import errors, handlers, validation
+from zaqar.api.context import Context
+from zaqar.api.operations import OPERATIONS, Operation
+from zaqar.api.request import Request, Response
+from zaqar.storage import errors as storage_errors
+
+LOG = logging.getLogger(__name__)
+
+handlers.load()
+
+
+class Api:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._operations = dict(OPERATIONS)
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """Every operation this server offers with its current features."""
+        return frozenset(name for name, op in self._operations.items() if self._enabled(op))
+
+    def _enabled(self, op: Operation) -> bool:
+        return op.feature is None or bool(getattr(self.ctx.features, op.feature))
+
+    def handle(self, req: Request) -> Response:
+        op = self._operations.get(req.action)
+        try:
+            if op is None:
+                raise errors.BadRequest(f"{req.action} is not a valid action")
+            if not self._enabled(op):
+                raise errors.NotFound(f"{req.action} is not available on this server.")
+            if op.queue:
+                validation.queue_identification(req.params.get("queue_name"), req.project_id)
+            if op.policy is not None and not self.ctx.authorize(op.policy, req.roles):
+                raise errors.Forbidden()
+            return op.func(self.ctx, req)
+        except errors.ApiError as exc:
+            return error_response(exc)
+        except storage_errors.StorageError as exc:
+            assert op is not None
+            if isinstance(exc, storage_errors.BackendUnavailable):
+                LOG.warning("%s failed: %s", req.action, exc)
+            return error_response(errors.from_storage(exc, op.unavailable))
+        except Exception as exc:
+            LOG.exception("unexpected failure in %s", req.action)
+            return error_response(errors.InternalError(str(exc) or type(exc).__name__))
+
+
+def error_response(exc: errors.ApiError) -> Response:
+    return Response(exc.status, exc.to_dict(), dict(exc.headers), data=exc)

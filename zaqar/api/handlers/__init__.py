@@ -1,0 +1,12 @@
+"""One module per resource; importing them fills the operation table."""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES = ("queues", "messages", "claims", "system")
+
+
+def load() -> None:
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")

@@ -1,0 +1,115 @@
+"""Queue operations: create, list, get, exists, update (JSON patch), delete, stats, purge."""
+
+from __future__ import annotations
+
+from zaqar.api import errors, metadata, patch, validation, views
+from zaqar.api.context import Context
+from zaqar.api.handlers.common import encoded_size, queue_metadata
+from zaqar.api.operations import operation
+from zaqar.api.request import Request, Response
+
+_PURGE_TYPES = ("messages", "subscriptions")
+_PURGE_BATCH = 100
+
+
+def _check_metadata_size(ctx: Context, req: Request, value: object, cls: type[errors.ApiError]) -> None:
+    if encoded_size(req, value) > ctx.limits.max_queue_metadata:
+        raise cls(f"Queue metadata is too large. Max size: {ctx.limits.max_queue_metadata}")
+
+
+@operation("queue_list", unavailable="Queues could not be listed.", queue=False)
+def queue_list(ctx: Context, req: Request) -> Response:
+    p = req.params
+    given = validation.integer(p, "limit")
+    limit = validation.limit(given, 10, ctx.limits.max_queues_per_page, text=validation.PAGE_LIMIT_NO_GREATER)
+    marker = validation.string(p, "marker")
+    detailed = validation.boolean(p, "detailed")
+    with_count = validation.boolean(p, "with_count")
+    name = validation.string(p, "name")
+    filters = p.get("filters") or None
+    infos = ctx.store.queues.list(req.project_id, marker=marker, limit=limit, name=name, filters=filters)
+    queues = []
+    for info in infos:
+        item = {"name": info.name, "href": f"/v2/queues/{info.name}"}
+        if detailed:
+            item["metadata"] = metadata.with_defaults(info.metadata, ctx.limits)
+        queues.append(item)
+    links = []
+    if queues:
+        echo = {"limit": given, "detailed": p.get("detailed"), "name": name,
+                "with_count": p.get("with_count")}
+        links = views.next_link("/v2/queues", echo, queues[-1]["name"])
+    body = {"queues": queues, "links": links}
+    if with_count:
+        count = ctx.store.queues.count(req.project_id)
+        if count:
+            body["count"] = count
+    return Response(200, body, data=infos)
+
+
+@operation("queue_create", unavailable="Queue could not be created.")
+def queue_create(ctx: Context, req: Request) -> Response:
+    name = req.params["queue_name"]
+    meta = req.params.get("metadata")
+    meta = {} if meta is None else meta
+    _check_metadata_size(ctx, req, meta, errors.BadRequest)
+    if not isinstance(meta, dict):
+        raise errors.InvalidBody("Document type not supported.")
+    metadata.validate(meta, ctx.limits, errors.BadRequest)
+    created = ctx.store.queues.create(req.project_id, name, meta)
+    return Response(201 if created else 204, None, {"Location": f"/v2/queues/{name}"}, data=created)
+
+
+@operation("queue_get", unavailable="Queue metadata could not be retrieved.")
+def queue_get(ctx: Context, req: Request) -> Response:
+    meta = queue_metadata(ctx, req, req.params["queue_name"])
+    return Response(200, metadata.with_defaults(meta, ctx.limits), data=meta)
+
+
+@operation("queue_exists", unavailable="Queue metadata could not be retrieved.")
+def queue_exists(ctx: Context, req: Request) -> Response:
+    found = ctx.store.queues.exists(req.project_id, req.params["queue_name"])
+    return Response(204 if found else 404, data=found)
+
+
+@operation("queue_update", unavailable="Queue could not be updated.")
+def queue_update(ctx: Context, req: Request) -> Response:
+    name = req.params["queue_name"]
+    document = req.params.get("patch")
+    _check_metadata_size(ctx, req, document, errors.InvalidBody)
+    if document is None:
+        raise errors.InvalidBody("PATCH body could not be empty for update.")
+    ops = patch.parse(document)
+    current = ctx.store.queues.get_metadata(req.project_id, name)
+    updated = patch.apply(ops, current, metadata.RESERVED)
+    metadata.validate(updated, ctx.limits, errors.InvalidBody)
+    ctx.store.queues.set_metadata(req.project_id, name, updated)
+    return Response(200, metadata.with_defaults(updated, ctx.limits), data=updated)
+
+
+@operation("queue_delete", unavailable="Queue could not be deleted.")
+def queue_delete(ctx: Context, req: Request) -> Response:
+    ctx.store.queues.delete(req.project_id, req.params["queue_name"])
+    return Response(204)
+
+
+@operation("queue_get_stats", unavailable="Queue stats could not be read.")
+def queue_get_stats(ctx: Context, req: Request) -> Response:
+    name = req.params["queue_name"]
+    s = ctx.store.queues.stats(req.project_id, name)
+    return Response(200, views.stats(s, name, ctx.clock()), data=s)
+
+
+@operation("queue_purge", unavailable="Queue could not be purged.")
+def queue_purge(ctx: Context, req: Request) -> Response:
+    name = req.params["queue_name"]
+    types = req.params.get("resource_types", list(_PURGE_TYPES))
+    if types is None:
+        raise errors.BadRequest('Post body must contain key "resource_types".')
+    if not isinstance(types, list) or not set(types) <= set(_PURGE_TYPES):
+        raise errors.BadRequest("Resource types must be a sub set of {'messages', 'subscriptions'}.")
+    if "messages" in types:
+        # NOTE: purge pops, so messages under a live claim survive it (upstream).
+        while ctx.store.messages.pop(req.project_id, name, _PURGE_BATCH):
+            pass
+    return Response(204)

@@ -1,0 +1,123 @@
+"""Checks shared by every operation and transport, with the contract's exact texts.
+
+Texts are wire contract (limits-and-errors.md), so they are written out here
+once rather than composed at each call site.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from zaqar.api import errors
+from zaqar.api.settings import Limits
+
+QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_\-.]+$")
+MAX_QUEUE_NAME = 64
+MAX_PROJECT_ID = 256
+
+
+def client_id(value: str | None, limits: Limits) -> str:
+    """Validate a Client-ID as upstream does (strict UUID, or a length window)."""
+    if value is None:
+        raise errors.BadRequest('The "Client-Id" header is required.', title="Missing header value")
+    if limits.client_id_uuid_safe == "strict":
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise errors.BadRequest(
+                "Malformed hexadecimal UUID.",
+                title="Wrong UUID value",
+                detail="badly formed hexadecimal UUID string",
+            ) from None
+    elif not limits.min_length_client_id <= len(value) <= limits.max_length_client_id:
+        text = (
+            f"Length of client id must be at least {limits.min_length_client_id} "
+            f"and no greater than {limits.max_length_client_id}."
+        )
+        raise errors.BadRequest(title=text, detail=text)
+    return value
+
+
+def project_id(value: str | None) -> str:
+    if value is None:
+        raise errors.BadRequest("The header X-PROJECT-ID was missing", title="Project-Id Missing")
+    if value == "":
+        raise errors.BadRequest(
+            "X-PROJECT-ID cannot be an empty string. Specify the right header X-PROJECT-ID and retry.",
+            title="Empty project header not allowed",
+        )
+    return value
+
+
+def queue_identification(name: Any, project: str | None) -> str:
+    """Validate a queue name together with its project, in upstream's order."""
+    if project is not None and len(project) > MAX_PROJECT_ID:
+        raise errors.InvalidQueue(f"Project ids may not be more than {MAX_PROJECT_ID} characters long.")
+    if not isinstance(name, str):
+        raise errors.InvalidQueue(
+            "Queue names may only contain ASCII letters, digits, underscores, and dashes."
+        )
+    if len(name) > MAX_QUEUE_NAME:
+        raise errors.InvalidQueue(f"Queue names may not be more than {MAX_QUEUE_NAME} characters long.")
+    if not QUEUE_NAME.match(name):
+        raise errors.InvalidQueue(
+            "Queue names may only contain ASCII letters, digits, underscores, and dashes."
+        )
+    return name
+
+
+def integer(params: Any, field: str, default: int | None = None) -> int | None:
+    """A typed field: missing → default, present → must be a JSON integer."""
+    value = params.get(field, default) if field in params else default
+    if field in params and (not isinstance(value, int) or isinstance(value, bool)):
+        raise errors.InvalidBody(f'The value of the "{field}" field must be a int.')
+    return value
+
+
+def limit(value: int | None, default: int, maximum: int, *, text: str) -> int:
+    if value is None:
+        return default
+    if not 1 <= value <= maximum:
+        raise errors.BadRequest(text.format(max=maximum))
+    return value
+
+
+def boolean(params: Any, field: str, default: bool = False) -> bool:
+    value = params.get(field, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise errors.BadRequest(
+            f'The "{field}" parameter is invalid. The value of the parameter must be "true" or "false".',
+            title="Invalid parameter",
+        )
+    return value
+
+
+def string(params: Any, field: str) -> str | None:
+    value = params.get(field)
+    if value is not None and not isinstance(value, str):
+        raise errors.BadRequest(f'The "{field}" parameter is invalid. The value must be a string.')
+    return value
+
+
+def required_string(params: Any, field: str) -> str:
+    value = params.get(field)
+    if not isinstance(value, str):
+        raise errors.BadRequest(f'Missing "{field}" field.', title="Invalid request body")
+    return value
+
+
+def string_list(params: Any, field: str) -> list[str] | None:
+    value = params.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise errors.BadRequest(f'The "{field}" parameter must be a list of strings.')
+    return value
+
+
+PAGE_LIMIT_NO_GREATER = "Limit must be at least 1 and no greater than {max}."
+PAGE_LIMIT_MAY_NOT = "Limit must be at least 1 and may not be greater than {max}."

@@ -1,0 +1,70 @@
+"""The canonical (HTTP v2) representations of stored objects.
+
+One place decides which keys a client sees: python-zaqarclient builds
+``Message(**fields)`` and fails on any unexpected key (client-compat.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from zaqar.storage.base import Message, QueueStats
+
+
+def checksum(body: Any) -> str:
+    return "MD5:" + hashlib.md5(json.dumps(body).encode(), usedforsecurity=False).hexdigest()
+
+
+def message(m: Message, queue: str, *, with_checksum: bool = False) -> dict[str, Any]:
+    href = f"/v2/queues/{queue}/messages/{m.id}"
+    if m.claim_id is not None:
+        href += f"?claim_id={m.claim_id}"
+    view = {"id": m.id, "href": href, "ttl": m.ttl, "age": m.age, "body": m.body}
+    if with_checksum:
+        view["checksum"] = checksum(m.body)
+    return view
+
+
+def popped(m: Message, *, with_checksum: bool = False) -> dict[str, Any]:
+    view = {
+        "id": m.id,
+        "age": m.age,
+        "ttl": m.ttl,
+        "claim_count": m.claim_count,
+        "claim_id": m.claim_id,
+        "body": m.body,
+    }
+    if with_checksum:
+        view["checksum"] = checksum(m.body)
+    return view
+
+
+def stats(s: QueueStats, queue: str, now: float) -> dict[str, Any]:
+    counts: dict[str, Any] = {"claimed": s.claimed, "free": s.free, "total": s.total}
+    for key, stamp in (("oldest", s.oldest), ("newest", s.newest)):
+        if s.total and stamp is not None:
+            counts[key] = {
+                "href": f"/v2/queues/{queue}/messages/{stamp.id}",
+                "age": max(0, int(now - stamp.created)),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp.created)),
+            }
+    return {"messages": counts}
+
+
+def query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def next_link(path: str, params: dict[str, Any], marker: str) -> list[dict[str, str]]:
+    """A ``next`` link repeating the given parameters with the new marker."""
+    query = {k: query_value(v) for k, v in params.items() if v is not None and k != "marker"}
+    query["marker"] = marker
+    return [{"rel": "next", "href": f"{path}?{urlencode(query)}"}]

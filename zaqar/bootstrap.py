@@ -1,0 +1,80 @@
+"""Wiring: configuration → settings → storage → one Api → every transport.
+
+The only module besides ``zaqar.conf`` that reads oslo.config; components
+get plain settings, and every transport gets the same ``Api``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+
+from oslo_config import cfg
+
+from zaqar import storage
+from zaqar.api import Api, Context, Features, Limits
+from zaqar.conf import policy
+from zaqar.storage.base import DataDriver
+
+
+def limits_from(conf: cfg.ConfigOpts) -> Limits:
+    values = {f.name: conf.transport[f.name] for f in dataclasses.fields(Limits)}
+    values["subscriber_types"] = tuple(values["subscriber_types"])
+    return Limits(**values)
+
+
+def features_from(conf: cfg.ConfigOpts) -> Features:
+    return Features(admin_mode=conf.admin_mode, pooling=conf.pooling, enable_checksum=conf.enable_checksum)
+
+
+def message_store_uri(conf: cfg.ConfigOpts) -> str:
+    name = conf.drivers.message_store
+    group = f"drivers:message_store:{name}"
+    uri = conf[group].uri if group in conf else None
+    if uri:
+        return str(uri)
+    if name == "sqlite":
+        return f"sqlite:///{os.path.abspath(os.path.join(conf.state_path, 'zaqar.sqlite'))}"
+    raise storage.InvalidDriver(f"[{group}] uri is required for the {name} message store")
+
+
+def build_store(conf: cfg.ConfigOpts) -> DataDriver:
+    return storage.load_data_driver(conf.drivers.message_store, message_store_uri(conf))
+
+
+def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
+    ctx = Context(
+        store=store if store is not None else build_store(conf),
+        limits=limits_from(conf),
+        features=features_from(conf),
+        authorize=policy.authorizer(conf),
+    )
+    return Api(ctx)
+
+
+class Sweeper(threading.Thread):
+    """Deletes expired messages off the request path, every ``interval`` seconds."""
+
+    def __init__(self, store: DataDriver, interval: float) -> None:
+        super().__init__(name="zaqar-gc", daemon=True)
+        self._store, self._interval = store, interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        log = logging.getLogger("zaqar.gc")
+        while not self._stop_event.wait(self._interval):
+            started = time.perf_counter()
+            try:
+                removed = self._store.gc()
+            except Exception:
+                log.exception("expired-message sweep failed; retrying in %ss", self._interval)
+                continue
+            if removed:
+                took = (time.perf_counter() - started) * 1e3
+                log.info("swept %d expired messages in %.1fms", removed, took)
+
+    def stop(self) -> None:
+        self._stop_event.set()

@@ -1,0 +1,98 @@
+"""Errors raised by storage drivers.
+
+Every driver raises only these, so the API layer maps them to statuses in one
+table (``zaqar.api.errors``) whatever the backend. Each error keeps its context
+as attributes and renders its text from a template, because the texts are part
+of the wire contract (they become 404/409 descriptions).
+
+    StorageError
+    ├── DoesNotExist
+    │   ├── QueueDoesNotExist
+    │   ├── MessageDoesNotExist
+    │   └── ClaimDoesNotExist
+    ├── MessageIsClaimed        delete without the live claim's id (403)
+    ├── MessageNotClaimed       a claim id given, but the message is free (400)
+    ├── ClaimNotLive            a claim id that names no live claim (400)
+    ├── Conflict
+    │   └── MessageConflict
+    └── BackendUnavailable      the database cannot be reached (503)
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every error a storage driver raises on purpose."""
+
+    template = "Storage error"
+
+    def __init__(self, **context: object) -> None:
+        self.context = context
+        super().__init__(self.template.format(**context))
+
+
+class DoesNotExist(StorageError):
+    template = "Resource does not exist"
+
+
+class QueueDoesNotExist(DoesNotExist):
+    template = "Queue {name} does not exist for project {project}"
+
+    def __init__(self, name: str, project: str | None) -> None:
+        super().__init__(name=name, project=project)
+
+
+class MessageDoesNotExist(DoesNotExist):
+    template = "Message {mid} does not exist in queue {queue} for project {project}"
+
+    def __init__(self, mid: str, queue: str, project: str | None) -> None:
+        super().__init__(mid=mid, queue=queue, project=project)
+
+
+class ClaimDoesNotExist(DoesNotExist):
+    template = "Claim {cid} does not exist in queue {queue} for project {project}"
+
+    def __init__(self, cid: str, queue: str, project: str | None) -> None:
+        super().__init__(cid=cid, queue=queue, project=project)
+
+
+class MessageIsClaimed(StorageError):
+    template = "Message {mid} is claimed"
+
+    def __init__(self, mid: str) -> None:
+        super().__init__(mid=mid)
+
+
+class MessageNotClaimed(StorageError):
+    template = "Message {mid} is no longer claimed"
+
+    def __init__(self, mid: str) -> None:
+        super().__init__(mid=mid)
+
+
+class ClaimNotLive(StorageError):
+    template = "Message {mid} is not claimed by {cid}"
+
+    def __init__(self, mid: str, cid: str) -> None:
+        super().__init__(mid=mid, cid=cid)
+
+
+class Conflict(StorageError):
+    template = "Conflict"
+
+
+class MessageConflict(Conflict):
+    template = (
+        "Message could not be enqueued due to a conflict with one or more other "
+        "messages that are already in queue {queue} for project {project}"
+    )
+
+    def __init__(self, queue: str, project: str | None) -> None:
+        super().__init__(queue=queue, project=project)
+
+
+class BackendUnavailable(StorageError):
+    template = "The storage backend is unavailable: {reason}"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason=reason)

@@ -1,0 +1,140 @@
+"""Queue records, their metadata and their statistics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from zaqar.storage import base, errors
+from zaqar.storage.sqlite.common import Database, project_key
+
+_MISSING = object()
+
+
+def _matches(metadata: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    return all(metadata.get(key, _MISSING) == value for key, value in filters.items())
+
+
+class QueueController(base.QueueController):
+    def __init__(self, db: Database, clock: base.Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def create(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> bool:
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO queues (project, name, metadata, seq) VALUES (?, ?, ?, 0)",
+                (project_key(project), name, json.dumps(dict(metadata))),
+            )
+            return cursor.rowcount == 1
+
+    def exists(self, project: str | None, name: str) -> bool:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM queues WHERE project = ? AND name = ?", (project_key(project), name)
+            ).fetchone()
+        return row is not None
+
+    def get_metadata(self, project: str | None, name: str) -> dict[str, Any]:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT metadata FROM queues WHERE project = ? AND name = ?", (project_key(project), name)
+            ).fetchone()
+        if row is None:
+            raise errors.QueueDoesNotExist(name=name, project=project)
+        metadata: dict[str, Any] = json.loads(row[0])
+        return metadata
+
+    def set_metadata(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> None:
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?",
+                (json.dumps(dict(metadata)), project_key(project), name),
+            )
+            if cursor.rowcount == 0:
+                raise errors.QueueDoesNotExist(name=name, project=project)
+
+    def delete(self, project: str | None, name: str) -> None:
+        pk = project_key(project)
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM messages WHERE project = ? AND queue = ?", (pk, name))
+            conn.execute("DELETE FROM claims WHERE project = ? AND queue = ?", (pk, name))
+            conn.execute("DELETE FROM queues WHERE project = ? AND name = ?", (pk, name))
+
+    def list(
+        self,
+        project: str | None,
+        *,
+        marker: str | None = None,
+        limit: int = 10,
+        name: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[base.QueueInfo]:
+        if limit <= 0:
+            return []
+        # instr() is a literal, case-sensitive substring test: no LIKE wildcards to escape.
+        sql = "SELECT name, metadata FROM queues WHERE project = ?"
+        params: list[Any] = [project_key(project)]
+        if marker is not None:
+            sql += " AND name > ?"
+            params.append(marker)
+        if name is not None:
+            sql += " AND instr(name, ?) > 0"
+            params.append(name)
+        if not filters:
+            sql += " ORDER BY name LIMIT ?"
+            params.append(limit)
+            with self._db.read() as conn:
+                rows = conn.execute(sql, params).fetchall()
+            return [base.QueueInfo(name=row[0], metadata=json.loads(row[1])) for row in rows]
+        with self._db.read() as conn:
+            return self._filtered(conn, sql + " ORDER BY name", params, filters, limit)
+
+    @staticmethod
+    def _filtered(
+        conn: sqlite3.Connection, sql: str, params: list[Any], filters: Mapping[str, Any], limit: int
+    ) -> list[base.QueueInfo]:
+        """Walk the ordered rows, keeping metadata matches until the page is full.
+
+        Filtering happens before the limit, so a page is short only at the end.
+        """
+        found: list[base.QueueInfo] = []
+        for queue_name, raw in conn.execute(sql, params):
+            metadata = json.loads(raw)
+            if _matches(metadata, filters):
+                found.append(base.QueueInfo(name=queue_name, metadata=metadata))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def count(self, project: str | None) -> int:
+        with self._db.read() as conn:
+            (total,) = conn.execute(
+                "SELECT COUNT(*) FROM queues WHERE project = ?", (project_key(project),)
+            ).fetchone()
+        return int(total)
+
+    def stats(self, project: str | None, name: str) -> base.QueueStats:
+        now = self._clock()
+        pk = project_key(project)
+        with self._db.read() as conn:
+            total, claimed, oldest, newest = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(claim_id IS NOT NULL AND claim_expires > ?), 0),"
+                " MIN(seq), MAX(seq) FROM messages WHERE project = ? AND queue = ? AND expires > ?",
+                (now, pk, name, now),
+            ).fetchone()
+            if not total:
+                return base.QueueStats(total=0, claimed=0, oldest=None, newest=None)
+            first = self._stamp(conn, pk, name, oldest)
+            last = self._stamp(conn, pk, name, newest)
+        return base.QueueStats(total=int(total), claimed=int(claimed), oldest=first, newest=last)
+
+    @staticmethod
+    def _stamp(conn: sqlite3.Connection, pk: str, name: str, seq: int) -> base.MessageStamp:
+        mid, created = conn.execute(
+            "SELECT id, created FROM messages WHERE project = ? AND queue = ? AND seq = ?",
+            (pk, name, seq),
+        ).fetchone()
+        return base.MessageStamp(id=mid, created=float(created))

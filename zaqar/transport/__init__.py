@@ -1,0 +1,1 @@
+"""Transports: thin adapters that decode input, call ``Api.handle`` and encode the response."""

@@ -1,0 +1,128 @@
+"""The falcon app: one generic resource per route, serving actions from the route table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import falcon
+
+from zaqar.api import Api, ApiError, Response, validation
+from zaqar.api.api import error_response
+from zaqar.transport.wsgi import decode, routes
+
+LOG = logging.getLogger("zaqar.transport.wsgi")
+
+
+class ActionResource:
+    """Serves one URL template; the method picks the action from the route table."""
+
+    def __init__(self, api: Api, template: str, actions: Mapping[str, str]) -> None:
+        self._api = api
+        self._actions = {m: a for m, a in actions.items() if a in api.actions}
+        self._checked = template not in routes.UNCHECKED
+        self._has_queue = "{queue_name}" in template
+        limits = api.ctx.limits
+        self._hard_cap = max(limits.max_messages_post_size, limits.max_queue_metadata) + 64 * 1024
+
+    def _respond(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
+        try:
+            result = self._dispatch(req, path)
+        except ApiError as exc:
+            result = error_response(exc)
+        render(resp, result, head=req.method == "HEAD")
+
+    def _dispatch(self, req: falcon.Request, path: dict[str, str]) -> Response:
+        if req.content_length and (req.content_type or "").startswith(decode.FORM):
+            raise ApiError(
+                "Endpoint does not accept `application/x-www-form-urlencoded` content; currently "
+                "supported media type is `application/json`; specify proper client-side media type "
+                'with the "Content-Type" header.',
+                title="Invalid Content-Type",
+                status=400,
+            )
+        if not req.client_accepts_json:
+            raise ApiError(
+                'Endpoint only serves `application/json`; specify client-side media type support with '
+                'the "Accept" header.',
+                title="406 Not Acceptable",
+                status=406,
+            )
+        if self._checked:
+            limits = self._api.ctx.limits
+            validation.client_id(req.get_header("CLIENT-ID"), limits)
+            project = validation.project_id(decode.project_header(req))
+            if self._has_queue:
+                validation.queue_identification(path["queue_name"], project)
+        if req.method == "OPTIONS":
+            return Response(200, None, {"Allow": ", ".join(sorted(self._actions) + ["OPTIONS"])})
+        action = self._actions.get(req.method)
+        if action is None:
+            raise ApiError(title="405 Method Not Allowed", status=405,
+                           headers={"Allow": ", ".join(sorted(self._actions))})
+        for (base, param), variant in routes.VARIANTS.items():
+            if base == action and req.get_param(param):
+                action = variant
+        spec = routes.SPECS.get(action, routes.DEFAULT_SPEC)
+        if spec.media_type is not None and req.content_type != spec.media_type:
+            raise ApiError(
+                f"Accepted media type for PATCH: {{'Accept-Patch': '{spec.media_type}'}}.",
+                title="415 Unsupported Media Type",
+                status=415,
+            )
+        return self._api.handle(decode.build(req, action, spec, path, self._hard_cap))
+
+    on_get = on_head = on_put = on_post = on_patch = on_delete = on_options = _respond
+
+
+def render(resp: falcon.Response, result: Response, *, head: bool = False) -> None:
+    resp.status = result.status
+    for name, value in result.headers.items():
+        resp.set_header(name, value)
+    if result.status in (204, 304):
+        return
+    if resp.get_header("Content-Type") is None:
+        resp.content_type = "application/json"
+    if result.body is not None and not head:
+        resp.data = json.dumps(result.body, ensure_ascii=False).encode()
+    elif not head:
+        resp.data = b""
+
+
+class RequestLog:
+    """One log line per request, and the request id header upstream's middleware adds."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        resp.set_header("X-OpenStack-Request-ID", f"req-{uuid.uuid4()}")
+        if LOG.isEnabledFor(logging.INFO):
+            took = (time.perf_counter() - req.context.get("started", time.perf_counter())) * 1000
+            LOG.info("%s %s %s %.1fms", req.method, req.relative_uri, str(resp.status)[:3], took)
+
+
+def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: Any) -> None:
+    """Falcon's own errors (unknown route) rendered in the same JSON shape as ours."""
+    resp.status = exc.status
+    resp.content_type = "application/json"
+    resp.data = json.dumps(exc.to_dict()).encode()
+    resp.set_header("Vary", "Accept")
+
+
+def build_app(api: Api) -> falcon.App:
+    app = falcon.App(middleware=[RequestLog()])
+    app.req_options.keep_blank_qs_values = True  # decode drops blanks itself, and so sees them
+    app.req_options.auto_parse_qs_csv = False
+    app.req_options.strip_url_path_trailing_slash = False
+    app.resp_options.secure_cookies_by_default = False
+    app.set_error_serializer(lambda req, resp, exc: _http_error(req, resp, exc, None))
+    for template, actions in routes.ROUTES.items():
+        app.add_route(template, ActionResource(api, template, actions))
+    return app
