@@ -18,6 +18,7 @@ from zaqar import storage
 from zaqar.api import Api, Context, Features, Limits
 from zaqar.conf import policy
 from zaqar.storage.base import DataDriver
+from zaqar.transport import websocket
 
 
 def limits_from(conf: cfg.ConfigOpts) -> Limits:
@@ -53,6 +54,17 @@ def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
         authorize=policy.authorizer(conf),
     )
     return Api(ctx)
+
+
+def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settings:
+    group = conf["drivers:transport:websocket"]
+    return websocket.Settings(
+        bind=group.bind,
+        port=group.port,
+        workers=group.workers,
+        max_frame_size=group.max_frame_size or limits.max_messages_post_size + 64 * 1024,
+        idle_timeout=group.idle_timeout,
+    )
 
 
 class Sweeper(threading.Thread):

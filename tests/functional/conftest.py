@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.clients import HttpActionClient
+from tests.clients import HttpActionClient, WsActionClient, falcon_send
 from tests.conftest import FakeClock
 from zaqar import storage
 from zaqar.api import Api, Context, Features
 from zaqar.transport import wsgi
+from zaqar.transport.websocket import protocol
 
-TRANSPORTS = ["http"]
+TRANSPORTS = ["http", "websocket-json", "websocket-msgpack"]
 
 
 @pytest.fixture
@@ -24,5 +26,14 @@ def api(tmp_path: Path, clock: FakeClock) -> Iterator[Api]:
 
 
 @pytest.fixture(params=TRANSPORTS)
-def client(request: pytest.FixtureRequest, api: Api) -> HttpActionClient:
-    return HttpActionClient(wsgi.build_app(api))
+def client(request: pytest.FixtureRequest, api: Api) -> HttpActionClient | WsActionClient:
+    if request.param == "http":
+        return HttpActionClient(falcon_send(wsgi.build_app(api)))
+    binary = request.param.endswith("msgpack")
+    return WsActionClient(functools.partial(protocol.handle_frame, api), binary=binary)
+
+
+@pytest.fixture
+def http_client(api: Api) -> HttpActionClient:
+    """For operations only HTTP has (queue HEAD and PATCH, websocket.md §6.1)."""
+    return HttpActionClient(falcon_send(wsgi.build_app(api)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.clients import assert_error
+
 
 def _setup(client, n=3, ttl=3600):
     client.call("message_post", queue_name="q", messages=[{"body": i, "ttl": ttl} for i in range(n)])
@@ -73,5 +75,5 @@ def test_dead_letter_after_max_claims(client, clock):
 
 def test_renew_of_unknown_claim_is_404(client):
     result = client.call("claim_update", queue_name="q", claim_id="0" * 32, ttl=100)
-    assert result.status == 404
-    assert result.body["title"] == "Not found"
+    assert_error(result, 404, f"Claim {'0' * 32} does not exist in queue q for project test-project",
+                 "Not found", client.transport)

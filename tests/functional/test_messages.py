@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.clients import assert_error
+
 
 def _post(client, queue="q", bodies=(1,), **extra):
     result = client.call("message_post", queue_name=queue, messages=[{"body": b, **extra} for b in bodies])
@@ -34,7 +36,7 @@ def test_default_ttl_comes_from_queue_metadata(client):
 
 def test_list_hides_own_messages_unless_echo(client):
     _post(client, bodies=[1, 2])
-    assert client.call("message_list", queue_name="q").body == {"messages": [], "links": []}
+    assert client.call("message_list", queue_name="q").body["messages"] == []
     listed = client.call("message_list", queue_name="q", echo=True).body
     assert [m["body"] for m in listed["messages"]] == [1, 2]
 
@@ -48,12 +50,13 @@ def test_list_pages_fifo_to_an_empty_last_page(client):
             params["marker"] = marker
         page = client.call("message_list", queue_name="q", **params).body
         if not page["messages"]:
-            assert page["links"] == []
+            assert page.get("links", []) == []
             break
         seen += [m["id"] for m in page["messages"]]
         marker = page["messages"][-1]["id"]
-        assert page["links"][0]["rel"] == "next"
-        assert f"marker={marker}" in page["links"][0]["href"]
+        if client.transport == "http":  # the websocket hands out no links (websocket.md §6.2)
+            assert page["links"][0]["rel"] == "next"
+            assert f"marker={marker}" in page["links"][0]["href"]
     assert seen == ids
 
 
@@ -98,8 +101,8 @@ def test_delete_claimed_message_needs_its_claim(client):
     claim = client.call("claim_create", queue_name="q")
     claim_id = claim.body["messages"][0]["href"].split("=")[-1]
     refused = client.call("message_delete", queue_name="q", message_id=mid)
-    assert refused.status == 403
-    assert refused.body["title"] == "Unable to delete"
+    assert_error(refused, 403, "This message is claimed; it cannot be deleted without a valid claim ID.",
+                 "Unable to delete", client.transport)
     assert client.call("message_delete", queue_name="q", message_id=mid, claim_id=claim_id).status == 204
     assert client.call("message_get", queue_name="q", message_id=mid).status == 404
 

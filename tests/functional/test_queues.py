@@ -24,7 +24,8 @@ def test_get_of_unknown_queue_reports_defaults(client):
     assert (result.status, result.body) == (200, RESERVED_DEFAULTS)
 
 
-def test_exists_follows_lazy_creation(client):
+def test_exists_follows_lazy_creation(http_client):
+    client = http_client
     assert client.call("queue_exists", queue_name="q").status == 404
     client.call("message_post", queue_name="q", messages=[{"body": 1}])
     assert client.call("queue_exists", queue_name="q").status == 204
@@ -39,19 +40,29 @@ def test_list_pages_to_the_end_with_next_links(client):
     nxt = client.call("queue_list", limit=2, marker="b")
     assert [q["name"] for q in nxt.body["queues"]] == ["c"]
     last = client.call("queue_list", limit=2, marker="c")
-    assert last.body == {"queues": [], "links": []}
+    assert last.body["queues"] == []
+    assert last.body.get("links", []) == []
 
 
-def test_list_detailed_and_count(client):
+def test_list_detailed_shows_metadata(client):
     client.call("queue_create", queue_name="a", metadata={"color": "red"})
     client.call("queue_create", queue_name="b", metadata={"color": "blue"})
-    body = client.call("queue_list", detailed=True, with_count=True).body
+    body = client.call("queue_list", detailed=True).body
+    assert [q["metadata"]["color"] for q in body["queues"]] == ["red", "blue"]
+    plain = client.call("queue_list").body
+    assert all("metadata" not in q for q in plain["queues"])
+
+
+def test_list_counts_and_fills_reserved_defaults_over_http(http_client):
+    http_client.call("queue_create", queue_name="a", metadata={"color": "red"})
+    http_client.call("queue_create", queue_name="b")
+    body = http_client.call("queue_list", detailed=True, with_count=True).body
     assert body["count"] == 2
-    assert body["queues"][0]["metadata"]["color"] == "red"
     assert body["queues"][0]["metadata"]["_default_message_ttl"] == 3600
 
 
-def test_update_applies_json_patch_and_returns_full_metadata(client):
+def test_update_applies_json_patch_and_returns_full_metadata(http_client):
+    client = http_client
     client.call("queue_create", queue_name="q", metadata={"a": 1, "b": 2})
     patch = [
         {"op": "replace", "path": "/metadata/a", "value": 10},
@@ -65,7 +76,8 @@ def test_update_applies_json_patch_and_returns_full_metadata(client):
     assert client.call("queue_get", queue_name="q").body == result.body
 
 
-def test_update_conflicts_on_missing_key_and_changes_nothing(client):
+def test_update_conflicts_on_missing_key_and_changes_nothing(http_client):
+    client = http_client
     client.call("queue_create", queue_name="q", metadata={"a": 1})
     bad = [{"op": "add", "path": "/metadata/x", "value": 1},
            {"op": "replace", "path": "/metadata/missing", "value": 1}]
@@ -75,7 +87,8 @@ def test_update_conflicts_on_missing_key_and_changes_nothing(client):
     assert client.call("queue_get", queue_name="q").body == {"a": 1, **RESERVED_DEFAULTS}
 
 
-def test_update_of_unknown_queue_is_404(client):
+def test_update_of_unknown_queue_is_404(http_client):
+    client = http_client
     result = client.call("queue_update", queue_name="nope",
                          patch=[{"op": "add", "path": "/metadata/a", "value": 1}])
     assert result.status == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.clients import assert_error
+
 OPERATIONS = {"create_queue", "post_messages", "claim_messages", "list_messages", "delete_messages",
               "delete_claim", "bulk_delete_messages", "delete_queue"}
 
@@ -22,8 +24,8 @@ def test_health_leaves_no_trace_in_the_callers_project(client):
 
 def test_health_is_refused_without_the_admin_role(client):
     result = client.call("check_node_health")
-    assert result.status == 403
-    assert result.body["title"] == "Not authorized"
+    assert_error(result, 403, "You are not authorized to complete this action.", "Not authorized",
+                 client.transport)
 
 
 def test_ping_answers_204(client):

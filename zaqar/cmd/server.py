@@ -1,4 +1,7 @@
-"""``zaqar-server``: serve the configured transports until SIGINT or SIGTERM."""
+"""``zaqar-server``: serve the configured transports until SIGINT or SIGTERM.
+
+Both transports run in one process over one ``Api`` (and so one store).
+"""
 
 from __future__ import annotations
 
@@ -6,42 +9,62 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cheroot import wsgi as cheroot_wsgi
+from oslo_config import cfg
 
 from zaqar import bootstrap
 from zaqar import conf as zconf
-from zaqar.transport import wsgi
+from zaqar.api import Api
+from zaqar.transport import websocket, wsgi
 
 LOG = logging.getLogger("zaqar.server")
+TRANSPORTS = ("wsgi", "websocket")
 
 
-def _http_server(conf, api) -> cheroot_wsgi.Server:  # type: ignore[no-untyped-def]
+def _start_http(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
     group = conf["drivers:transport:wsgi"]
     # PERF: cheroot (CherryPy's server): a thread pool with HTTP/1.1 keep-alive, pure Python,
-    # embeddable next to the websocket listener in one process. Compared in benchmarks/.
+    # embeddable beside the websocket listener in one process. Compared in benchmarks/README.md.
     server = cheroot_wsgi.Server((group.bind, group.port), wsgi.build_app(api), numthreads=group.threads,
                                  server_name="zaqar")
     server.shutdown_timeout = 5
-    return server
+    server.prepare()
+    thread = threading.Thread(target=server.serve, name="zaqar-http", daemon=True)
+    thread.start()
+    host, port = server.bind_addr[:2]
+    LOG.info("serving HTTP on %s:%s", host, port)
+
+    def stop() -> None:
+        server.stop()
+        thread.join(timeout=10)
+
+    return stop
+
+
+def _start_websocket(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
+    server = websocket.WebSocketServer(api, bootstrap.websocket_settings(conf, api.ctx.limits))
+    server.start()
+    host, port = server.address
+    LOG.info("serving websocket on ws://%s:%s/", host, port)
+    return server.stop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     conf = zconf.load(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    unknown = set(conf.drivers.transport) - {"wsgi"}
-    if unknown:
-        LOG.error("unknown transport(s) %s; available: wsgi", ", ".join(sorted(unknown)))
+    unknown = set(conf.drivers.transport) - set(TRANSPORTS)
+    if unknown or not conf.drivers.transport:
+        LOG.error("[drivers] transport must name wsgi and/or websocket, got %s", conf.drivers.transport)
         return 2
     api = bootstrap.build_api(conf)
+    LOG.info("message store: %s", conf.drivers.message_store)
     sweeper = bootstrap.Sweeper(api.ctx.store, conf.gc_interval)
     sweeper.start()
-    server = _http_server(conf, api)
-    server.prepare()
-    bound = server.bind_addr
-    LOG.info("serving HTTP on %s:%s (message store: %s)", bound[0], bound[1], conf.drivers.message_store)
+    stops = []
+    starters = {"wsgi": _start_http, "websocket": _start_websocket}
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -50,14 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    serving = threading.Thread(target=server.serve, name="zaqar-http", daemon=True)
-    serving.start()
     try:
-        while not stopping.wait(0.5) and serving.is_alive():
-            pass
+        for name in TRANSPORTS:
+            if name in conf.drivers.transport:
+                stops.append(starters[name](conf, api))
+        stopping.wait()
     finally:
-        server.stop()
-        serving.join(timeout=10)
+        for stop_transport in reversed(stops):
+            stop_transport()
         sweeper.stop()
         api.ctx.store.close()
         LOG.info("stopped")

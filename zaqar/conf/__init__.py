@@ -56,7 +56,9 @@ _TRANSPORT = [
 
 _DRIVERS = [
     cfg.ListOpt(
-        "transport", default=["wsgi"], help="Transports to serve: wsgi, websocket, or both (comma list)."
+        "transport",
+        default=["wsgi", "websocket"],
+        help="Transports to serve from one process: wsgi, websocket, or both (comma list).",
     ),
     cfg.StrOpt("message_store", default="sqlite", help="Message store driver."),
     cfg.StrOpt("management_store", default="sqlite", help="Management store driver."),
@@ -66,6 +68,22 @@ _WSGI = [
     cfg.HostAddressOpt("bind", default="127.0.0.1"),
     cfg.PortOpt("port", default=8888),
     cfg.IntOpt("threads", default=16, min=1, help="Worker threads of the built-in HTTP server."),
+]
+
+_WEBSOCKET = [
+    cfg.HostAddressOpt("bind", default="127.0.0.1"),
+    cfg.PortOpt("port", default=9000),
+    cfg.IntOpt("workers", default=16, min=1, help="Threads answering frames (all connections share them)."),
+    cfg.IntOpt(
+        "max_frame_size",
+        default=0,
+        min=0,
+        help="Largest inbound message in bytes; larger ones close the connection with 1009. "
+        "0: [transport] max_messages_post_size + 64 KiB.",
+    ),
+    cfg.FloatOpt(
+        "idle_timeout", default=0.0, min=0.0, help="Close connections silent this long (seconds); 0: never."
+    ),
 ]
 
 _SQLITE = [
@@ -80,6 +98,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "transport": _TRANSPORT,
     "drivers": _DRIVERS,
     "drivers:transport:wsgi": _WSGI,
+    "drivers:transport:websocket": _WEBSOCKET,
     "drivers:message_store:sqlite": _SQLITE,
 }
 

@@ -97,7 +97,10 @@ def queue_delete(ctx: Context, req: Request) -> Response:
 def queue_get_stats(ctx: Context, req: Request) -> Response:
     name = req.params["queue_name"]
     s = ctx.store.queues.stats(req.project_id, name)
-    return Response(200, views.stats(s, name, ctx.clock()), data=s)
+    # An empty queue may not exist at all; only then is the extra lookup worth it.
+    exists = bool(s.total) or ctx.store.queues.exists(req.project_id, name)
+    now = ctx.clock()
+    return Response(200, views.stats(s, name, now), data=(s, exists, now))
 
 
 @operation("queue_purge", unavailable="Queue could not be purged.")

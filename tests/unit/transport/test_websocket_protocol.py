@@ -1,0 +1,150 @@
+"""The websocket protocol without sockets: bad frames, envelopes and encodings."""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+import pytest
+
+from zaqar.api import Api, Context
+from zaqar.api.operations import OPERATIONS
+from zaqar.transport.websocket import protocol, schemas
+
+H = {"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c", "X-Project-ID": "p"}
+NO_REQUEST = {"action": None, "body": {}, "headers": {}, "api": "v2"}
+
+# Operations the websocket protocol deliberately lacks (websocket.md §6.1: "there is no websocket
+# equivalent of queue PATCH ..."): queue_exists is HTTP HEAD, queue_update is HTTP PATCH and
+# get_versions is HTTP's version discovery at "/". Everything else must be reachable over both.
+HTTP_ONLY = {"queue_exists", "queue_update", "get_versions"}
+
+
+def test_every_operation_is_reachable_over_the_websocket_or_listed_http_only():
+    assert set(OPERATIONS) - schemas.ACTIONS == HTTP_ONLY
+    assert schemas.ACTIONS - set(OPERATIONS) == {"authenticate"}
+
+
+def _frame(api, document, binary):
+    raw = msgpack.packb(document, use_bin_type=True) if binary else json.dumps(document).encode()
+    reply = protocol.handle_frame(api, raw, binary)
+    return msgpack.unpackb(reply, raw=False) if binary else json.loads(reply)
+
+
+def _stored(api):
+    store = api.ctx.store
+    return [(m.id, m.body) for m in store.messages.list("p", "q", echo=True, include_claimed=True, limit=20)]
+
+
+@pytest.fixture(params=["json", "msgpack"])
+def binary(request):
+    return request.param == "msgpack"
+
+
+@pytest.mark.parametrize("raw, text", [
+    (b"{", "Can't decode text (JSON) request. JSONDecodeError"),
+    (b"\xff\xfe", "Can't decode text (JSON) request. UnicodeDecodeError"),
+])
+def test_undecodable_text_is_400_and_echoes_no_request(api, raw, text):
+    reply = json.loads(protocol.handle_frame(api, raw, False))
+    assert reply["request"] == NO_REQUEST
+    assert reply["headers"] == {"status": 400}
+    assert reply["body"]["error"].startswith(text)
+
+
+def test_undecodable_msgpack_is_answered_in_msgpack(api):
+    reply = msgpack.unpackb(protocol.handle_frame(api, b"\xc1", True), raw=False)
+    assert reply["headers"] == {"status": 400}
+    assert reply["body"]["error"].startswith("Can't decode binary (MessagePack) request.")
+
+
+@pytest.mark.parametrize("document, status, error", [
+    ([1, 2], 400, "Unexpected body type. Expected dict or dict like."),
+    ("text", 400, "Unexpected body type. Expected dict or dict like."),
+    ({"headers": H}, 400, "None is not a valid action"),
+    ({"action": "queue_explode", "headers": H}, 400, "queue_explode is not a valid action"),
+    ({"action": "queue_update", "headers": H, "body": {"queue_name": "q"}}, 400,
+     "queue_update is not a valid action"),
+    ({"action": "queue_get", "body": {"queue_name": "q"}}, 400, "Schema validation failed."),
+    ({"action": "queue_get", "headers": H}, 400, "Schema validation failed."),
+    ({"action": "queue_get", "headers": H, "body": {"queue_name": 5}}, 400, "Schema validation failed."),
+    ({"action": "message_post", "headers": H, "body": {"queue_name": "q", "messages": {}}}, 400,
+     "Schema validation failed."),
+    ({"action": "claim_create", "headers": H, "body": {"queue_name": "q", "ttl": "60"}}, 400,
+     "Schema validation failed."),
+    ({"action": "queue_list", "headers": {"Client-ID": 5, "X-Project-ID": "p"}}, 400,
+     "Schema validation failed."),
+    ({"action": "authenticate", "headers": {"X-Project-ID": "p"}}, 400, "Schema validation failed."),
+])
+def test_bad_envelopes_get_400_and_change_nothing(api, binary, document, status, error):
+    _frame(api, {"action": "message_post", "headers": H,
+                 "body": {"queue_name": "q", "messages": [{"body": "keep"}]}}, binary)
+    before = _stored(api)
+    reply = _frame(api, document, binary)
+    assert reply["headers"] == {"status": status}
+    assert reply["body"] == {"error": error}
+    assert _stored(api) == before
+
+
+@pytest.mark.parametrize("body, exception", [
+    ({"queue_name": "q", "messages": [{"ttl": 60}]}, 'Bad request. Missing "body" field.'),
+    ({"queue_name": "q", "messages": [{"body": 1, "ttl": 30}]},
+     "The TTL for a message may not exceed 1209600 seconds, and must be at least 60 seconds long."),
+    ({"queue_name": "q", "messages": []}, "No messages to enqueu."),
+    ({"queue_name": "q" * 65, "messages": [{"body": 1}]},
+     "Queue names may not be more than 64 characters long."),
+    ({"queue_name": "a b", "messages": [{"body": 1}]},
+     "Queue names may only contain ASCII letters, digits, underscores, and dashes."),
+])
+def test_handler_errors_use_the_exception_shape(api, binary, body, exception):
+    reply = _frame(api, {"action": "message_post", "headers": H, "body": body}, binary)
+    assert reply["headers"] == {"status": 400}
+    assert reply["body"] == {"exception": exception, "error": None}
+    assert _stored(api) == []
+
+
+def test_bad_client_id_on_post_is_400(api, binary):
+    headers = {"Client-ID": "not-a-uuid", "X-Project-ID": "p"}
+    reply = _frame(api, {"action": "message_post", "headers": headers,
+                         "body": {"queue_name": "q", "messages": [{"body": 1}]}}, binary)
+    assert reply["headers"] == {"status": 400}
+    assert reply["body"]["exception"] == "badly formed hexadecimal UUID string"
+
+
+def test_msgpack_bin_values_are_refused(api):
+    document = {"action": "message_post", "headers": H, "body": {"queue_name": "q", "messages": [
+        {"body": b"\x00\x01"}]}}
+    reply = _frame(api, document, True)
+    assert reply["body"] == {"error": "Schema validation failed."}
+
+
+def test_reply_echoes_the_request(api, binary):
+    document = {"action": "queue_create", "headers": H, "body": {"queue_name": "q"}}
+    reply = _frame(api, document, binary)
+    assert reply["request"] == {**document, "api": "v2"}
+    assert (reply["headers"], reply["body"]) == ({"status": 201}, "Queue q created.")
+
+
+def test_authenticate_answers_without_an_auth_strategy(api, binary):
+    reply = _frame(api, {"action": "authenticate", "headers": {"X-Auth-Token": "t", "X-Project-ID": "p"}},
+                   binary)
+    assert reply["headers"] == {"status": 200}
+    assert reply["body"] == {"message": "Authentified."}
+    assert reply["request"] == {"action": "authenticate", "body": {}, "headers": {}, "api": "v2"}
+
+
+def test_omitted_body_counts_as_empty(api, binary):
+    reply = _frame(api, {"action": "queue_list", "headers": H}, binary)
+    assert (reply["headers"], reply["body"]) == ({"status": 200}, {"queues": []})
+
+
+def test_empty_project_is_refused(api, binary):
+    reply = _frame(api, {"action": "queue_list", "headers": {**H, "X-Project-ID": ""}}, binary)
+    assert reply["headers"] == {"status": 400}
+
+
+def test_unavailable_admin_action_is_404_not_a_drop(api, binary):
+    plain = Api(Context(store=api.ctx.store))  # admin_mode off
+    reply = _frame(plain, {"action": "check_node_health", "headers": {}}, binary)
+    assert reply["headers"] == {"status": 404}
+    assert reply["body"] == {"exception": "check_node_health is not available on this server.", "error": None}

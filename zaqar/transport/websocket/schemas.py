@@ -1,0 +1,76 @@
+"""Envelope schemas per action (websocket.md §3, §6.1), as jsonschema documents.
+
+A frame failing its action's schema is answered 400 ``Schema validation
+failed.`` before the API layer sees it; value rules (ranges, names) stay in
+the API layer so both transports share them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+_TYPES = {
+    "queue_name": "string", "message_id": "string", "claim_id": "string", "subscription_id": "string",
+    "marker": "string", "subscriber": "string", "pool_name": "string", "flavor_name": "string",
+    "uri": "string", "limit": "integer", "ttl": "integer", "grace": "integer", "pop": "integer",
+    "weight": "integer", "echo": "boolean", "include_claimed": "boolean", "detailed": "boolean",
+    "messages": "array", "message_ids": "array", "claim_ids": "array", "resource_types": "array",
+    "options": "object", "capabilities": "object", "metadata": "object",
+}
+
+# action -> (required body fields, optional body fields)
+_BODIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "queue_list": ((), ("marker", "limit", "detailed")),
+    "queue_create": (("queue_name",), ("metadata",)),
+    "queue_get": (("queue_name",), ()),
+    "queue_delete": (("queue_name",), ()),
+    "queue_get_stats": (("queue_name",), ()),
+    "queue_purge": (("queue_name",), ("resource_types",)),
+    "message_list": (("queue_name",), ("marker", "limit", "echo", "include_claimed")),
+    "message_get": (("queue_name", "message_id"), ()),
+    "message_get_many": (("queue_name", "message_ids"), ()),
+    "message_post": (("queue_name", "messages"), ()),
+    "message_delete": (("queue_name", "message_id"), ("claim_id",)),
+    "message_delete_many": (("queue_name",), ("message_ids", "claim_ids", "pop")),
+    "claim_create": (("queue_name",), ("ttl", "grace", "limit")),
+    "claim_get": (("queue_name", "claim_id"), ()),
+    "claim_update": (("queue_name", "claim_id"), ("ttl", "grace")),
+    "claim_delete": (("queue_name", "claim_id"), ()),
+    "get_home_doc": ((), ()),
+    "check_node_health": ((), ()),
+    "ping_node": ((), ()),
+}
+
+# Actions that need no Client-ID / X-Project-ID header (websocket.md §3).
+_HEADERLESS = frozenset({"get_home_doc", "check_node_health", "ping_node"})
+_HEADER_STRINGS = ("User-Agent", "Date", "Accept", "Client-ID", "X-Project-ID", "X-Auth-Token")
+
+
+def _headers(required: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in _HEADER_STRINGS},
+        "required": list(required),
+    }
+
+
+def _envelope(action: str) -> dict[str, Any]:
+    if action == "authenticate":
+        return {"type": "object", "properties": {"headers": _headers(("X-Project-ID", "X-Auth-Token"))},
+                "required": ["headers"]}
+    required, optional = _BODIES[action]
+    body = {
+        "type": "object",
+        "properties": {name: {"type": _TYPES[name]} for name in required + optional},
+        "required": list(required),
+    }
+    headers = _headers(() if action in _HEADERLESS else ("Client-ID", "X-Project-ID"))
+    return {"type": "object", "properties": {"headers": headers, "body": body}, "required": ["headers"]}
+
+
+ACTIONS: frozenset[str] = frozenset(_BODIES) | {"authenticate"}
+VALIDATORS: dict[str, jsonschema.Draft7Validator] = {
+    action: jsonschema.Draft7Validator(_envelope(action)) for action in ACTIONS
+}
