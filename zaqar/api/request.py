@@ -24,6 +24,16 @@ class Request:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     roles: frozenset[str] = frozenset()
     content_length: int | None = None
+    body_error: Exception | None = None
+
+    def raise_body_error(self) -> None:
+        """Report a body the transport could not decode, once the checks that come first ran.
+
+        The contract checks the declared size before parsing (http-v2.md §3.3,
+        §4.2), and only the handler knows the size limit that applies.
+        """
+        if self.body_error is not None:
+            raise self.body_error
 
 
 @dataclasses.dataclass(slots=True)

@@ -70,10 +70,13 @@ def queue_identification(name: Any, project: str | None) -> str:
 
 def integer(params: Any, field: str, default: int | None = None) -> int | None:
     """A typed field: missing → default, present → must be a JSON integer."""
-    value = params.get(field, default) if field in params else default
-    if field in params and (not isinstance(value, int) or isinstance(value, bool)):
+    if field not in params:
+        return default
+    value = params[field]
+    # NOTE: JSON true/false count as ints (Python bool is an int) and then fail range checks [U].
+    if not isinstance(value, int):
         raise errors.InvalidBody(f'The value of the "{field}" field must be a int.')
-    return value
+    return int(value)
 
 
 def limit(value: int | None, default: int, maximum: int, *, text: str) -> int:

@@ -42,8 +42,8 @@ def _draft(ctx: Context, item: Any, meta: dict[str, Any]) -> MessageDraft:
     if "body" not in item:
         raise _field_error('Missing "body" field.')
     for field in ("ttl", "delay"):
-        value = item.get(field)
-        if field in item and (not isinstance(value, int) or isinstance(value, bool)):
+        # NOTE: JSON true/false pass as ints (Python bool is an int) and fail the range check [U].
+        if field in item and not isinstance(item[field], int):
             raise _field_error(f'The value of the "{field}" field must be a int.')
     limits = ctx.limits
     ttl = item.get("ttl", meta.get("_default_message_ttl") or limits.default_message_ttl)
@@ -71,7 +71,8 @@ def message_post(ctx: Context, req: Request) -> Response:
     meta = queue_metadata(ctx, req, queue)
     messages = req.params.get("messages")
     _check_post_size(ctx, req, meta, messages)
-    if messages is None:
+    req.raise_body_error()
+    if "messages" not in req.params:
         raise errors.BadRequest(
             "No messages were found in the request body.",
             detail="Invalid request.",

@@ -53,6 +53,7 @@ def queue_create(ctx: Context, req: Request) -> Response:
     meta = req.params.get("metadata")
     meta = {} if meta is None else meta
     _check_metadata_size(ctx, req, meta, errors.BadRequest)
+    req.raise_body_error()
     if not isinstance(meta, dict):
         raise errors.InvalidBody("Document type not supported.")
     metadata.validate(meta, ctx.limits, errors.BadRequest)
@@ -77,6 +78,7 @@ def queue_update(ctx: Context, req: Request) -> Response:
     name = req.params["queue_name"]
     document = req.params.get("patch")
     _check_metadata_size(ctx, req, document, errors.InvalidBody)
+    req.raise_body_error()
     if document is None:
         raise errors.InvalidBody("PATCH body could not be empty for update.")
     ops = patch.parse(document)

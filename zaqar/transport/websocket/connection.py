@@ -35,6 +35,17 @@ class ZaqarSocket(WebSocket):  # type: ignore[misc]
         self._pending_lock = threading.Lock()
         self._draining = False
         self.last_seen = time.monotonic()
+        self.discard_until: float | None = None
+
+    def close_and_discard(self, code: int, reason: str, linger: float = 2.0) -> None:
+        """Send a close frame, then read and drop input for a while before closing the socket.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the close frame before the peer reads it; the peer
+        would then never learn why (e.g. 1009, frame too large).
+        """
+        self.close(code, reason)
+        self.discard_until = time.monotonic() + linger
 
     # -- reading (I/O thread) ---------------------------------------------
     def once(self) -> bool:
@@ -44,6 +55,8 @@ class ZaqarSocket(WebSocket):  # type: ignore[misc]
         second frame that arrived in the same packet would wait for more input.
         """
         self.last_seen = time.monotonic()
+        if self.discard_until is not None:
+            return self._discard()
         if not self._once_checked():
             return False
         while self.buf and not self.terminated:
@@ -51,14 +64,20 @@ class ZaqarSocket(WebSocket):  # type: ignore[misc]
                 return False
         return True
 
+    def _discard(self) -> bool:
+        try:
+            data = self.sock.recv(65536)
+        except OSError:
+            return False
+        return bool(data) and time.monotonic() < (self.discard_until or 0)
+
     def _once_checked(self) -> bool:
         ok = bool(super().once())
         message = self.stream.message if self.stream is not None else None
         buffered = len(message.data) if message is not None and message.data else 0
         if ok and buffered + self.reading_buffer_size > self._max_frame:
             LOG.info("closing %s: frame over %d bytes", self.id, self._max_frame)
-            self.close(1009, "Frame too large.")
-            return False
+            self.close_and_discard(1009, "Frame too large.")
         return ok
 
     def received_message(self, message: Any) -> None:

@@ -132,13 +132,17 @@ class WebSocketServer:
                     alive = False
                 if not alive:
                     self._drop(fd, ws)
-            if self.settings.idle_timeout and time.monotonic() - last_sweep > 1.0:
+            if time.monotonic() - last_sweep > 1.0:
                 last_sweep = time.monotonic()
-                self._close_idle(last_sweep)
+                self._sweep(last_sweep)
 
-    def _close_idle(self, now: float) -> None:
+    def _sweep(self, now: float) -> None:
+        """Drop connections whose lingering close ran out, and close idle ones."""
+        idle = self.settings.idle_timeout
         for fd, ws in list(self._connections.items()):
-            if now - ws.last_seen > self.settings.idle_timeout:
+            if ws.discard_until is not None and now > ws.discard_until:
+                self._drop(fd, ws)
+            elif idle and now - ws.last_seen > idle:
                 LOG.info("closing idle connection %s", ws.id)
                 with _suppress_socket_errors():
                     ws.close(1001, "Idle timeout.")

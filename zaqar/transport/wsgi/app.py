@@ -30,6 +30,9 @@ class ActionResource:
         self._hard_cap = max(limits.max_messages_post_size, limits.max_queue_metadata) + 64 * 1024
 
     def _respond(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
+        if not all(path.values()):
+            # NOTE: falcon matches an empty field ("/v2/queues/"); upstream has no such route.
+            raise falcon.HTTPNotFound()
         try:
             result = self._dispatch(req, path)
         except ApiError as exc:
@@ -68,12 +71,6 @@ class ActionResource:
             if base == action and req.get_param(param):
                 action = variant
         spec = routes.SPECS.get(action, routes.DEFAULT_SPEC)
-        if spec.media_type is not None and req.content_type != spec.media_type:
-            raise ApiError(
-                f"Accepted media type for PATCH: {{'Accept-Patch': '{spec.media_type}'}}.",
-                title="415 Unsupported Media Type",
-                status=415,
-            )
         return self._api.handle(decode.build(req, action, spec, path, self._hard_cap))
 
     on_get = on_head = on_put = on_post = on_patch = on_delete = on_options = _respond
@@ -83,6 +80,8 @@ def render(resp: falcon.Response, result: Response, *, head: bool = False) -> No
     resp.status = result.status
     for name, value in result.headers.items():
         resp.set_header(name, value)
+    if result.status >= 400:
+        resp.vary = ("Accept",)
     if result.status in (204, 304):
         return
     if resp.get_header("Content-Type") is None:

@@ -85,20 +85,46 @@ def parse_json(raw: bytes) -> Any:
     return document
 
 
-def body_params(req: falcon.Request, spec: HttpSpec, hard_cap: int) -> dict[str, Any]:
-    """Parameters carried by the body, per the action's spec."""
+_NO_BODY = object()
+
+
+def _document(req: falcon.Request, spec: HttpSpec, hard_cap: int) -> Any:
+    """The decoded body, or _NO_BODY; raises the body's ApiError."""
+    if spec.media_type is not None and req.content_type != spec.media_type:
+        raise errors.ApiError(
+            f"Accepted media type for PATCH: {{'Accept-Patch': '{spec.media_type}'}}.",
+            title="415 Unsupported Media Type",
+            status=415,
+        )
     length = req.content_length or 0
-    if not spec.body_fields and spec.body_param is None:
-        return {}
     if length == 0:
         if spec.body_required:
             raise errors.InvalidBody("Request body can not be empty")
-        return {}
+        return _NO_BODY
     if length > hard_cap:
         if spec.sized:
-            return {}  # the handler's own size check answers, with the contract's text
+            return _NO_BODY  # the handler's own size check answers, with the contract's text
         raise errors.InvalidBody("Request body is too large.")
-    document = parse_json(req.bounded_stream.read())
+    return parse_json(req.bounded_stream.read())
+
+
+def body_params(req: falcon.Request, spec: HttpSpec, hard_cap: int) -> dict[str, Any]:
+    """Parameters carried by the body, per the action's spec.
+
+    For ``sized`` actions a body error is returned under ``__body_error__``
+    instead of raised: upstream checks the declared size first, and only the
+    handler knows the limit (a queue may lower it).
+    """
+    if not spec.body_fields and spec.body_param is None:
+        return {}
+    try:
+        document = _document(req, spec, hard_cap)
+    except errors.ApiError as exc:
+        if spec.sized:
+            return {"__body_error__": exc}
+        raise
+    if document is _NO_BODY:
+        return {}
     if spec.body_param is not None:
         return {spec.body_param: document}
     if not isinstance(document, dict):
@@ -128,7 +154,9 @@ def build(
     req: falcon.Request, action: str, spec: HttpSpec, path: dict[str, str], hard_cap: int
 ) -> Request:
     params: dict[str, Any] = {**body_params(req, spec, hard_cap), **query_params(req, spec), **path}
+    body_error = params.pop("__body_error__", None)
     return Request(
+        body_error=body_error,
         action=action,
         project_id=project_header(req),
         client_id=req.get_header("CLIENT-ID"),

@@ -1,0 +1,164 @@
+"""The websocket listener of a real zaqar-server, over real sockets."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import msgpack
+import pytest
+import websocket
+from zaqarclient.transport import request as zc_request
+from zaqarclient.transport import ws as zc_ws
+
+from tests.server import running_server
+
+pytestmark = pytest.mark.slow
+
+H = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "ws-tests"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("ws-server")) as srv:
+        yield srv
+
+
+def _connect(server, timeout=30):
+    return websocket.create_connection(server.ws_url, timeout=timeout)
+
+
+def _call(conn, action, body=None, binary=False):
+    document = {"action": action, "headers": H, "body": body or {}}
+    if binary:
+        conn.send_binary(msgpack.packb(document, use_bin_type=True))
+        opcode, data = conn.recv_data()
+        assert opcode == websocket.ABNF.OPCODE_BINARY
+        return msgpack.unpackb(data, raw=False)
+    conn.send(json.dumps(document))
+    opcode, data = conn.recv_data()
+    assert opcode == websocket.ABNF.OPCODE_TEXT
+    return json.loads(data)
+
+
+def _close_code(conn) -> int:
+    frame = conn.recv_frame()  # raw frame: the client library would answer a close itself
+    assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+    return struct.unpack("!H", frame.data[:2])[0]
+
+
+def test_replies_come_in_request_order_and_encoding(server):
+    conn = _connect(server)
+    try:
+        for i in range(5):
+            conn.send(json.dumps({"action": "message_post", "headers": H,
+                                  "body": {"queue_name": "order", "messages": [{"body": i}]}}))
+        replies = [json.loads(conn.recv()) for _ in range(5)]
+        assert [r["request"]["body"]["messages"][0]["body"] for r in replies] == list(range(5))
+        listed = _call(conn, "message_list", {"queue_name": "order", "echo": True}, binary=True)
+        assert [m["body"] for m in listed["body"]["messages"]] == list(range(5))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("frame, binary", [(b"{not json", False), (b"\xc1", True), (b"[1]", False)])
+def test_malformed_frames_get_400_and_the_connection_stays_open(server, frame, binary):
+    conn = _connect(server)
+    try:
+        if binary:
+            conn.send_binary(frame)
+            reply = msgpack.unpackb(conn.recv(), raw=False)
+        else:
+            conn.send(frame.decode("latin-1"))
+            reply = json.loads(conn.recv())
+        assert reply["headers"] == {"status": 400}
+        assert _call(conn, "queue_list")["headers"] == {"status": 200}
+    finally:
+        conn.close()
+
+
+def test_oversize_frame_closes_with_1009_and_the_server_lives_on(server):
+    conn = _connect(server)
+    big = {"action": "message_post", "headers": H,
+           "body": {"queue_name": "big", "messages": [{"body": "x" * (400 * 1024)}]}}
+    try:
+        conn.send(json.dumps(big))
+        assert _close_code(conn) == 1009
+    finally:
+        conn.shutdown()
+    other = _connect(server)
+    try:
+        assert _call(other, "queue_get_stats", {"queue_name": "big"})["headers"] == {"status": 404}
+    finally:
+        other.close()
+
+
+def test_ping_is_answered_with_pong(server):
+    conn = _connect(server)
+    try:
+        conn.ping(b"are-you-there")
+        opcode, data = conn.recv_data(control_frame=True)
+        assert (opcode, data) == (websocket.ABNF.OPCODE_PONG, b"are-you-there")
+    finally:
+        conn.close()
+
+
+def test_five_hundred_connections_at_once_each_get_their_reply(server):
+    conns = [_connect(server) for _ in range(500)]
+    try:
+        for i, conn in enumerate(conns):
+            conn.send(json.dumps({"action": "queue_create", "headers": H,
+                                  "body": {"queue_name": f"many-{i}"}}))
+        for i, conn in enumerate(conns):
+            reply = json.loads(conn.recv())
+            assert reply["request"]["body"]["queue_name"] == f"many-{i}"
+            assert reply["headers"]["status"] in (201, 204)
+    finally:
+        for conn in conns:
+            conn.close()
+    check = _connect(server)
+    try:
+        names = []
+        marker = None
+        while True:
+            body = {"limit": 20, **({"marker": marker} if marker else {})}
+            page = _call(check, "queue_list", body)["body"]["queues"]
+            if not page:
+                break
+            names += [q["name"] for q in page]
+            marker = page[-1]["name"]
+        assert {f"many-{i}" for i in range(500)} <= set(names)
+    finally:
+        check.close()
+
+
+def test_python_zaqarclient_websocket_transport(server):
+    conf = {"auth_opts": {"backend": "noauth", "options": {"os_auth_token": "t", "os_project_id": "zc"}}}
+    with zc_ws.WebsocketTransport(conf) as transport:
+
+        def send(action, body):
+            return transport.send(zc_request.Request(server.ws_url, action, content=json.dumps(body)))
+
+        assert send("queue_create", {"queue_name": "zcq"}).status_code in (201, 204)
+        posted = send("message_post", {"queue_name": "zcq", "messages": [{"body": {"n": 1}}]})
+        assert posted.status_code == 201
+        listed = json.loads(send("message_list", {"queue_name": "zcq", "echo": True}).content)
+        assert [m["body"] for m in listed["messages"]] == [{"n": 1}]
+        claim = json.loads(send("claim_create", {"queue_name": "zcq"}).content)
+        mid = claim["messages"][0]["id"]
+        deleted = send("message_delete", {"queue_name": "zcq", "message_id": mid,
+                                          "claim_id": claim["claim_id"]})
+        assert deleted.status_code == 204
+        assert json.loads(send("message_list", {"queue_name": "zcq", "echo": True}).content)["messages"] == []
+
+
+def test_shutdown_closes_connections_with_1001(tmp_path):
+    with running_server(tmp_path) as srv:
+        conn = _connect(srv)
+        try:
+            assert _call(conn, "queue_list")["headers"] == {"status": 200}
+            assert srv.stop() == 0
+            assert _close_code(conn) == 1001
+        finally:
+            conn.shutdown()
