@@ -1,21 +1,36 @@
-"""In-process functional suite: every test runs over each transport through one fixture."""
+"""The functional suite: every test runs over each transport through one fixture.
+
+In process (fast, with a clock tests can move): ``http`` through falcon's
+test client, ``websocket-json`` and ``websocket-msgpack`` through the
+websocket protocol functions. Over real sockets against a real zaqar-server
+(marked slow): the same three, through ``requests`` with keep-alive and
+through websocket-client connections. Each test gets a fresh project, so one
+server serves the whole session.
+"""
 
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websocket
 
-from tests.clients import HttpActionClient, WsActionClient, falcon_send
+from tests.clients import FrameSend, HttpActionClient, WsActionClient, falcon_send, requests_send
 from tests.conftest import FakeClock
+from tests.server import ServerProcess, running_server
 from zaqar import storage
 from zaqar.api import Api, Context, Features
 from zaqar.transport import wsgi
 from zaqar.transport.websocket import protocol
 
-TRANSPORTS = ["http", "websocket-json", "websocket-msgpack"]
+IN_PROCESS = ["http", "websocket-json", "websocket-msgpack"]
+OVER_SOCKETS = ["http-socket", "websocket-json-socket", "websocket-msgpack-socket"]
+TRANSPORTS = IN_PROCESS + [pytest.param(name, marks=pytest.mark.slow) for name in OVER_SOCKETS]
+
+Client = HttpActionClient | WsActionClient
 
 
 @pytest.fixture
@@ -25,12 +40,50 @@ def api(tmp_path: Path, clock: FakeClock) -> Iterator[Api]:
     store.close()
 
 
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    options = {"DEFAULT": {"admin_mode": "true"}}
+    with running_server(tmp_path_factory.mktemp("functional-server"), options=options) as server:
+        yield server
+
+
+def _socket_frames(url: str) -> tuple[websocket.WebSocket, FrameSend]:
+    conn = websocket.create_connection(url, timeout=30)
+
+    def send(data: bytes, binary: bool) -> bytes:
+        if binary:
+            conn.send_binary(data)
+        else:
+            conn.send(data.decode())
+        _, reply = conn.recv_data()
+        return reply
+
+    return conn, send
+
+
 @pytest.fixture(params=TRANSPORTS)
-def client(request: pytest.FixtureRequest, api: Api) -> HttpActionClient | WsActionClient:
-    if request.param == "http":
-        return HttpActionClient(falcon_send(wsgi.build_app(api)))
-    binary = request.param.endswith("msgpack")
-    return WsActionClient(functools.partial(protocol.handle_frame, api), binary=binary)
+def client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    name = request.param
+    binary = "msgpack" in name
+    if name in IN_PROCESS:
+        api = request.getfixturevalue("api")
+        if name == "http":
+            yield HttpActionClient(falcon_send(wsgi.build_app(api)))
+        else:
+            yield WsActionClient(functools.partial(protocol.handle_frame, api), binary=binary)
+        return
+    if "clock" in request.fixturenames:
+        pytest.skip("moves the server's clock: runs in process only")
+    server = request.getfixturevalue("live_server")
+    project = f"functional-{uuid.uuid4().hex}"
+    if name == "http-socket":
+        yield HttpActionClient(requests_send(server.url), project=project)
+        return
+    conn, send = _socket_frames(server.ws_url)
+    try:
+        yield WsActionClient(send, binary=binary, project=project)
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -75,5 +75,6 @@ def test_dead_letter_after_max_claims(client, clock):
 
 def test_renew_of_unknown_claim_is_404(client):
     result = client.call("claim_update", queue_name="q", claim_id="0" * 32, ttl=100)
-    assert_error(result, 404, f"Claim {'0' * 32} does not exist in queue q for project test-project",
+    project = client.headers["X-Project-ID"]
+    assert_error(result, 404, f"Claim {'0' * 32} does not exist in queue q for project {project}",
                  "Not found", client.transport)

@@ -92,7 +92,8 @@ def test_update_of_unknown_queue_is_404(http_client):
     result = client.call("queue_update", queue_name="nope",
                          patch=[{"op": "add", "path": "/metadata/a", "value": 1}])
     assert result.status == 404
-    assert result.body["description"] == "Queue nope does not exist for project test-project"
+    project = client.headers["X-Project-ID"]
+    assert result.body["description"] == f"Queue nope does not exist for project {project}"
 
 
 def test_delete_removes_messages(client):
