@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-RESERVED_DEFAULTS = {
-    "_default_message_ttl": 3600,
-    "_max_messages_post_size": 262144,
-    "_default_message_delay": 0,
-    "_dead_letter_queue": None,
-    "_dead_letter_queue_messages_ttl": None,
-    "_max_claim_count": None,
-    "_enable_encrypt_messages": False,
-}
+from tests.clients import RESERVED_DEFAULTS
 
 
 def test_create_then_recreate_keeps_metadata(client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import uuid
 
 import msgpack
@@ -162,3 +163,18 @@ def test_shutdown_closes_connections_with_1001(tmp_path):
             assert _close_code(conn) == 1001
         finally:
             conn.shutdown()
+
+
+def test_idle_connections_are_closed_after_the_configured_timeout(tmp_path):
+    options = {"drivers:transport:websocket": {"idle_timeout": "1"}}
+    with running_server(tmp_path, options=options) as srv:
+        idle, busy = _connect(srv), _connect(srv)
+        try:
+            for _ in range(4):  # keep one connection talking for ~2 s
+                assert _call(busy, "ping_node")["headers"] == {"status": 204}
+                time.sleep(0.5)
+            assert _close_code(idle) == 1001
+            assert _call(busy, "ping_node")["headers"] == {"status": 204}
+        finally:
+            idle.shutdown()
+            busy.shutdown()
