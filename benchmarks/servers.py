@@ -42,6 +42,22 @@ def _stat_fields(pid: int) -> list[str]:
     return raw[raw.rindex(")") + 2:].split()
 
 
+def proc_status(pid: int) -> dict[str, int]:
+    """Numeric fields of ``/proc/<pid>/status`` (``VmRSS`` and the other Vm* in kB, ``Threads``)."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            parts = value.split()
+            if parts and parts[0].isdigit():
+                out[name] = int(parts[0])
+    return out
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and all its live descendants, in seconds."""
     ticks: dict[int, int] = {}
@@ -64,18 +80,28 @@ def cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in wanted) / CLK_TCK
 
 
-def write_config(state_dir: Path, port: int, threads: int) -> Path:
+def write_config(state_dir: Path, port: int, threads: int, websocket_port: int | None = None) -> Path:
+    """HTTP only by default; with ``websocket_port`` also the websocket listener (``threads`` workers)."""
     path = state_dir / "zaqar.conf"
-    path.write_text(
+    text = (
         "[DEFAULT]\n"
         f"state_path = {state_dir}\n"
         "[drivers]\n"
-        "transport = wsgi\n"  # HTTP only: no websocket listener competing for the port or the CPU
+        # HTTP only unless asked: no websocket listener competing for the port or the CPU
+        f"transport = {'wsgi,websocket' if websocket_port else 'wsgi'}\n"
         "[drivers:transport:wsgi]\n"
         "bind = 127.0.0.1\n"
         f"port = {port}\n"
         f"threads = {threads}\n"
     )
+    if websocket_port:
+        text += (
+            "[drivers:transport:websocket]\n"
+            "bind = 127.0.0.1\n"
+            f"port = {websocket_port}\n"
+            f"workers = {threads}\n"
+        )
+    path.write_text(text)
     return path
 
 
@@ -91,6 +117,7 @@ class ServerProcess:
 
     def __init__(self, name: str, argv_for: list[str], port: int, state_dir: Path, log_path: Path) -> None:
         self.name, self.port, self.state_dir, self.log_path = name, port, state_dir, log_path
+        self.websocket_port: int | None = None  # set by start_zaqar(websocket=True)
         self._log = open(log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(argv_for, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=str(ROOT))
@@ -124,6 +151,21 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"{self.name} not ready after {timeout}s; log:\n{tail}")
 
+    def wait_port(self, port: int, timeout: float = 30.0) -> None:
+        """Until something accepts TCP connections on ``port`` (e.g. the websocket listener)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        tail = self.log_tail()
+        self.stop()
+        raise RuntimeError(f"{self.name}: nothing listening on port {port}; log:\n{tail}")
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -143,14 +185,26 @@ class ServerProcess:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def start_zaqar(threads: int = DEFAULT_THREADS) -> ServerProcess:
-    """``zaqar-server --config-file <tmp>/zaqar.conf`` on a free port; waits until it answers."""
+def start_zaqar(threads: int = DEFAULT_THREADS, websocket: bool = False) -> ServerProcess:
+    """``zaqar-server --config-file <tmp>/zaqar.conf`` on a free port; waits until it answers.
+
+    With ``websocket`` it also serves the websocket transport, on a second free port
+    (``server.websocket_port``), with ``threads`` workers.
+    """
     state_dir = Path(tempfile.mkdtemp(prefix="zaqar-bench-"))
     port = free_port()
-    config = write_config(state_dir, port, threads)
+    ws_port = None
+    if websocket:
+        ws_port = free_port()
+        while ws_port == port:
+            ws_port = free_port()
+    config = write_config(state_dir, port, threads, ws_port)
     server = ServerProcess("zaqar-server", [*zaqar_server_command(), "--config-file", str(config)], port,
                            state_dir, state_dir / "server.log")
+    server.websocket_port = ws_port
     server.wait_ready()
+    if ws_port:
+        server.wait_port(ws_port)
     return server
 
 
