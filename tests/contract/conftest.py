@@ -1,24 +1,33 @@
 """The storage contract suite runs against every driver through one fixture.
 
-Each later driver adds one entry to DRIVER_URIS; the tests themselves never
-name a driver (they skip on capabilities: mark a test or module with
-``@pytest.mark.requires(Capability.CLAIMS)`` and the ``store`` fixture skips it
-for a driver that lacks the capability).
+sqlite always runs; redis and sqlalchemy (PostgreSQL) run against the real
+servers named by ZAQAR_TEST_REDIS_URL / ZAQAR_TEST_SQL_URL (tests/backends.py).
+The tests themselves never name a driver: they skip on capabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.conftest import FakeClock
 from zaqar import storage
 from zaqar.storage.base import Capability, DataDriver
 
-DRIVER_URIS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'zaqar.sqlite'}",
+
+@contextmanager
+def _sqlite(tmp: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp / 'zaqar.sqlite'}"
+
+
+DRIVERS = {
+    "sqlite": _sqlite,
+    "redis": lambda tmp: backends.redis_uri(),
+    "sqlalchemy": lambda tmp: backends.sql_uri(),
 }
 
 
@@ -33,9 +42,11 @@ def _required_capabilities(request: pytest.FixtureRequest) -> set[Capability]:
     return needed
 
 
-@pytest.fixture(params=sorted(DRIVER_URIS))
-def driver_uri(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    return request.param, DRIVER_URIS[request.param](tmp_path)
+@pytest.fixture(params=sorted(DRIVERS))
+def driver_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    target: AbstractContextManager[str] = DRIVERS[request.param](tmp_path)
+    with target as uri:
+        yield request.param, uri
 
 
 @pytest.fixture

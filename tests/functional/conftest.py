@@ -2,22 +2,25 @@
 
 In process (fast, with a clock tests can move): ``http`` through falcon's
 test client, ``websocket-json`` and ``websocket-msgpack`` through the
-websocket protocol functions. Over real sockets against a real zaqar-server
-(marked slow): the same three, through ``requests`` with keep-alive and
-through websocket-client connections. Each test gets a fresh project, so one
-server serves the whole session.
+websocket protocol functions, on SQLite. Over real sockets against a real
+zaqar-server (marked slow): the same three transports, through ``requests``
+with keep-alive and through websocket-client connections, with the server on
+each message store (sqlite, redis, sqlalchemy/PostgreSQL). Each test gets a
+fresh project, so one server per store serves the whole session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import websocket
 
+from tests import backends
 from tests.clients import FrameSend, HttpActionClient, WsActionClient, falcon_send, requests_send
 from tests.conftest import FakeClock
 from tests.server import ServerProcess, running_server
@@ -28,7 +31,10 @@ from zaqar.transport.websocket import protocol
 
 IN_PROCESS = ["http", "websocket-json", "websocket-msgpack"]
 OVER_SOCKETS = ["http-socket", "websocket-json-socket", "websocket-msgpack-socket"]
-TRANSPORTS = IN_PROCESS + [pytest.param(name, marks=pytest.mark.slow) for name in OVER_SOCKETS]
+STORES = {"sqlite": None, "redis": backends.redis_uri, "sqlalchemy": backends.sql_uri}
+TRANSPORTS = IN_PROCESS + [
+    pytest.param(f"{name}@{store}", marks=pytest.mark.slow) for store in STORES for name in OVER_SOCKETS
+]
 
 Client = HttpActionClient | WsActionClient
 
@@ -41,10 +47,24 @@ def api(tmp_path: Path, clock: FakeClock) -> Iterator[Api]:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    options = {"DEFAULT": {"admin_mode": "true"}}
-    with running_server(tmp_path_factory.mktemp("functional-server"), options=options) as server:
-        yield server
+def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], ServerProcess]]:
+    """One zaqar-server per message store, started on first use and stopped at the end."""
+    servers: dict[str, ServerProcess] = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(store: str) -> ServerProcess:
+            if store not in servers:
+                options: dict[str, dict[str, str]] = {"DEFAULT": {"admin_mode": "true"}}
+                uri_of = STORES[store]
+                if uri_of is not None:
+                    uri = stack.enter_context(uri_of())
+                    options["drivers"] = {"message_store": store}
+                    options[f"drivers:message_store:{store}"] = {"uri": uri}
+                workdir = tmp_path_factory.mktemp(f"server-{store}")
+                servers[store] = stack.enter_context(running_server(workdir, options=options))
+            return servers[store]
+
+        yield get
 
 
 def _socket_frames(url: str) -> tuple[websocket.WebSocket, FrameSend]:
@@ -63,7 +83,7 @@ def _socket_frames(url: str) -> tuple[websocket.WebSocket, FrameSend]:
 
 @pytest.fixture(params=TRANSPORTS)
 def client(request: pytest.FixtureRequest) -> Iterator[Client]:
-    name = request.param
+    name, _, store = request.param.partition("@")
     binary = "msgpack" in name
     if name in IN_PROCESS:
         api = request.getfixturevalue("api")
@@ -74,7 +94,7 @@ def client(request: pytest.FixtureRequest) -> Iterator[Client]:
         return
     if "clock" in request.fixturenames:
         pytest.skip("moves the server's clock: runs in process only")
-    server = request.getfixturevalue("live_server")
+    server = request.getfixturevalue("live_servers")(store)
     project = f"functional-{uuid.uuid4().hex}"
     if name == "http-socket":
         yield HttpActionClient(requests_send(server.url), project=project)

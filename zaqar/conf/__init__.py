@@ -60,8 +60,10 @@ _DRIVERS = [
         default=["wsgi", "websocket"],
         help="Transports to serve from one process: wsgi, websocket, or both (comma list).",
     ),
-    cfg.StrOpt("message_store", default="sqlite", help="Message store driver."),
-    cfg.StrOpt("management_store", default="sqlite", help="Management store driver."),
+    cfg.StrOpt("message_store", default="sqlite", choices=["sqlite", "redis", "sqlalchemy"],
+               help="Message store driver; its URI is [drivers:message_store:<driver>] uri."),
+    cfg.StrOpt("management_store", default="sqlite", choices=["sqlite", "sqlalchemy"],
+               help="Store of pools, flavors and the queue catalog (used with pooling)."),
 ]
 
 _WSGI = [
@@ -92,6 +94,20 @@ _SQLITE = [
         help="sqlite:///<absolute path>[?synchronous=full|normal]; default: <state_path>/zaqar.sqlite",
     ),
 ]
+_REDIS = [
+    cfg.StrOpt(
+        "uri",
+        secret=True,
+        help="redis://[:password@]host:port/db[?prefix=zaqar:&socket_timeout=seconds]",
+    ),
+]
+_SQLALCHEMY = [
+    cfg.StrOpt(
+        "uri",
+        secret=True,
+        help="An SQLAlchemy URL: postgresql://user:password@host/db or mysql+pymysql://...",
+    ),
+]
 
 GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: _DEFAULT,
@@ -100,6 +116,10 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "drivers:transport:wsgi": _WSGI,
     "drivers:transport:websocket": _WEBSOCKET,
     "drivers:message_store:sqlite": _SQLITE,
+    "drivers:message_store:redis": _REDIS,
+    "drivers:message_store:sqlalchemy": _SQLALCHEMY,
+    "drivers:management_store:sqlite": _SQLITE,
+    "drivers:management_store:sqlalchemy": _SQLALCHEMY,
 }
 
 

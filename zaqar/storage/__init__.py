@@ -13,6 +13,8 @@ from zaqar.storage.base import Clock, DataDriver
 
 DATA_DRIVERS: dict[str, str] = {
     "sqlite": "zaqar.storage.sqlite:DataDriver",
+    "redis": "zaqar.storage.redis:DataDriver",
+    "sqlalchemy": "zaqar.storage.sql:DataDriver",
 }
 
 

@@ -1,0 +1,122 @@
+"""Queue records, their metadata and their statistics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from zaqar.storage import base, errors
+from zaqar.storage.redis.common import QUEUE_SUFFIXES, Backend, num
+
+_MISSING = object()
+
+# Names fetched per ZRANGEBYLEX round when filters may reject some of them.
+_FILTERED_CHUNK = 100
+
+
+def _matches(metadata: Mapping[str, Any], filters: Mapping[str, Any] | None) -> bool:
+    return all(metadata.get(key, _MISSING) == value for key, value in (filters or {}).items())
+
+
+class QueueController(base.QueueController):
+    def __init__(self, backend: Backend, clock: base.Clock) -> None:
+        self._backend = backend
+        self._clock = clock
+
+    def create(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> bool:
+        keys = [self._backend.queue_key(project, name), self._backend.index_key(project)]
+        return bool(self._backend.run("queue_create", keys, [name, json.dumps(dict(metadata))]))
+
+    def exists(self, project: str | None, name: str) -> bool:
+        with self._backend.translated():
+            return bool(self._backend.client.exists(self._backend.queue_key(project, name)))
+
+    def get_metadata(self, project: str | None, name: str) -> dict[str, Any]:
+        with self._backend.translated():
+            raw = self._backend.client.hget(self._backend.queue_key(project, name), "meta")
+        if raw is None:
+            raise errors.QueueDoesNotExist(name=name, project=project)
+        metadata: dict[str, Any] = json.loads(raw)
+        return metadata
+
+    def set_metadata(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> None:
+        key = self._backend.queue_key(project, name)
+        if not self._backend.run("queue_set_metadata", [key], [json.dumps(dict(metadata))]):
+            raise errors.QueueDoesNotExist(name=name, project=project)
+
+    def delete(self, project: str | None, name: str) -> None:
+        key = self._backend.queue_key(project, name)
+        with self._backend.translated():
+            # MULTI/EXEC: the record and everything under it go in one step.
+            # UNLINK frees big hashes in the background instead of blocking.
+            pipe = self._backend.client.pipeline(transaction=True)
+            pipe.unlink(key, *(key + suffix for suffix in QUEUE_SUFFIXES))
+            pipe.zrem(self._backend.index_key(project), name)
+            pipe.execute()
+
+    def list(
+        self,
+        project: str | None,
+        *,
+        marker: str | None = None,
+        limit: int = 10,
+        name: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[base.QueueInfo]:
+        if limit <= 0:
+            return []
+        chunk = limit if name is None and not filters else max(limit, _FILTERED_CHUNK)
+        start = "-" if marker is None else "(" + marker
+        found: list[base.QueueInfo] = []
+        with self._backend.translated():
+            while len(found) < limit:
+                names = self._backend.client.zrangebylex(
+                    self._backend.index_key(project), start, "+", start=0, num=chunk
+                )
+                found += self._load(project, names, name, filters)
+                if len(names) < chunk:
+                    break
+                start = "(" + names[-1]
+        return found[:limit]
+
+    def _load(
+        self,
+        project: str | None,
+        names: list[str],
+        needle: str | None,
+        filters: Mapping[str, Any] | None,
+    ) -> list[base.QueueInfo]:
+        """The queues among ``names`` that pass both filters, with their metadata.
+
+        A name whose record vanished since the index was read (a concurrent
+        delete) is skipped.
+        """
+        wanted = [n for n in names if needle is None or needle in n]
+        if not wanted:
+            return []
+        pipe = self._backend.client.pipeline(transaction=False)
+        for queue_name in wanted:
+            pipe.hget(self._backend.queue_key(project, queue_name), "meta")
+        found = []
+        for queue_name, raw in zip(wanted, pipe.execute(), strict=True):
+            if raw is None:
+                continue
+            metadata = json.loads(raw)
+            if _matches(metadata, filters):
+                found.append(base.QueueInfo(name=queue_name, metadata=metadata))
+        return found
+
+    def count(self, project: str | None) -> int:
+        with self._backend.translated():
+            return int(self._backend.client.zcard(self._backend.index_key(project)))
+
+    def stats(self, project: str | None, name: str) -> base.QueueStats:
+        now = float(self._clock())
+        reply = self._backend.run("stats", [self._backend.queue_key(project, name)], [num(now)])
+        total, claimed = int(reply[0]), int(reply[1])
+        if total == 0:
+            return base.QueueStats(total=0, claimed=0, oldest=None, newest=None)
+        oldest = base.MessageStamp(id=reply[2], created=float(reply[3]))
+        newest = base.MessageStamp(id=reply[4], created=float(reply[5]))
+        return base.QueueStats(total=total, claimed=claimed, oldest=oldest, newest=newest)

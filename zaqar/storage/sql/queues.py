@@ -1,0 +1,202 @@
+"""Queue records, their metadata and their statistics.
+
+Also home of the two statements on the queue row that posting and
+dead-lettering share (lazy creation and sequence allocation), because they
+differ between PostgreSQL and MySQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql, postgresql
+
+from zaqar.storage import base, errors
+from zaqar.storage.sql.database import Database
+from zaqar.storage.sql.tables import claims, messages, project_key, queues
+
+_MISSING = object()
+# Rows fetched per round trip while filtering queues by metadata.
+_FILTER_PAGE = 200
+
+
+def _key(pk: str, name: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (queues.c.project == pk, queues.c.name == name)
+
+
+def create_if_missing(conn: sa.Connection, pk: str, name: str, metadata: str) -> bool:
+    """Insert the queue record unless it exists; True if this call created it."""
+    row = {"project": pk, "name": name, "metadata": metadata, "seq": 0}
+    if conn.dialect.name == "postgresql":
+        stmt = postgresql.insert(queues).values(row).on_conflict_do_nothing().returning(queues.c.seq)
+        return conn.execute(stmt).first() is not None
+    # MySQL has no "do nothing" that tells whether a row was inserted (INSERT
+    # IGNORE also hides unrelated errors), so a savepoint confines the duplicate.
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(queues).values(row))
+    except sa_exc.IntegrityError:
+        return False
+    return True
+
+
+def reserve_seqs(conn: sa.Connection, pk: str, name: str, count: int) -> int:
+    """Reserve ``count`` consecutive positions at the end of the queue; return the first.
+
+    Creates the queue record when missing (lazy creation) in the same atomic
+    statement that bumps its counter, which also locks the row until the
+    transaction ends: concurrent posters get disjoint, increasing ranges and
+    commit one after another, each batch contiguous.
+    """
+    row = {"project": pk, "name": name, "metadata": "{}", "seq": count}
+    if conn.dialect.name == "postgresql":
+        pg_stmt = (
+            postgresql.insert(queues)
+            .values(row)
+            .on_conflict_do_update(
+                index_elements=[queues.c.project, queues.c.name], set_={"seq": queues.c.seq + count}
+            )
+            .returning(queues.c.seq)
+        )
+        last = conn.execute(pg_stmt).scalar_one()
+    else:
+        my_stmt = mysql.insert(queues).values(row).on_duplicate_key_update(seq=queues.c.seq + count)
+        conn.execute(my_stmt)
+        last = conn.execute(sa.select(queues.c.seq).where(*_key(pk, name))).scalar_one()
+    return int(last) - count + 1
+
+
+def _matches(metadata: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    return all(metadata.get(key, _MISSING) == value for key, value in filters.items())
+
+
+def _stamp(conn: sa.Connection, live: tuple[sa.ColumnElement[bool], ...], newest: bool) -> base.MessageStamp:
+    order = messages.c.seq.desc() if newest else messages.c.seq
+    mid, created = conn.execute(
+        sa.select(messages.c.id, messages.c.created).where(*live).order_by(order).limit(1)
+    ).one()
+    return base.MessageStamp(id=mid, created=float(created))
+
+
+class QueueController(base.QueueController):
+    def __init__(self, db: Database, clock: base.Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def create(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> bool:
+        raw = json.dumps(dict(metadata))
+        return self._db.write(lambda conn: create_if_missing(conn, project_key(project), name, raw))
+
+    def exists(self, project: str | None, name: str) -> bool:
+        stmt = sa.select(sa.literal(1)).where(*_key(project_key(project), name))
+        return self._db.read(lambda conn: conn.execute(stmt).first() is not None)
+
+    def get_metadata(self, project: str | None, name: str) -> dict[str, Any]:
+        stmt = sa.select(queues.c.metadata).where(*_key(project_key(project), name))
+        raw = self._db.read(lambda conn: conn.execute(stmt).scalar())
+        if raw is None:
+            raise errors.QueueDoesNotExist(name=name, project=project)
+        metadata: dict[str, Any] = json.loads(raw)
+        return metadata
+
+    def set_metadata(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> None:
+        stmt = (
+            sa.update(queues)
+            .where(*_key(project_key(project), name))
+            .values(metadata=json.dumps(dict(metadata)))
+        )
+        # MySQL reports matched rather than changed rows (the dialect sets
+        # CLIENT_FOUND_ROWS), so an unchanged document still counts as found.
+        if self._db.write(lambda conn: conn.execute(stmt).rowcount) == 0:
+            raise errors.QueueDoesNotExist(name=name, project=project)
+
+    def delete(self, project: str | None, name: str) -> None:
+        pk = project_key(project)
+
+        def work(conn: sa.Connection) -> None:
+            # The queue row first: it waits for posters holding it, so the
+            # message delete that follows sees everything they committed.
+            conn.execute(sa.delete(queues).where(*_key(pk, name)))
+            conn.execute(sa.delete(messages).where(messages.c.project == pk, messages.c.queue == name))
+            conn.execute(sa.delete(claims).where(claims.c.project == pk, claims.c.queue == name))
+
+        self._db.write(work)
+
+    def list(
+        self,
+        project: str | None,
+        *,
+        marker: str | None = None,
+        limit: int = 10,
+        name: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[base.QueueInfo]:
+        if limit <= 0:
+            return []
+        pk = project_key(project)
+        if not filters:
+            rows = self._db.read(lambda conn: conn.execute(self._page(pk, marker, name, limit)).all())
+            return [base.QueueInfo(name=row.name, metadata=json.loads(row.metadata)) for row in rows]
+        wanted = dict(filters)
+        return self._db.read(lambda conn: self._filtered(conn, pk, marker, name, wanted, limit))
+
+    @staticmethod
+    def _page(pk: str, after: str | None, name: str | None, limit: int) -> sa.Select[Any]:
+        stmt = sa.select(queues.c.name, queues.c.metadata).where(queues.c.project == pk)
+        if after is not None:
+            stmt = stmt.where(queues.c.name > after)
+        if name is not None:
+            # autoescape makes % and _ literal: the filter is a plain substring test.
+            stmt = stmt.where(queues.c.name.contains(name, autoescape=True))
+        return stmt.order_by(queues.c.name).limit(limit)
+
+    def _filtered(
+        self,
+        conn: sa.Connection,
+        pk: str,
+        after: str | None,
+        name: str | None,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> list[base.QueueInfo]:
+        """Walk the ordered rows page by page, keeping metadata matches until the result is full.
+
+        Filtering happens before the limit, so a page is short only at the
+        end. Equality is Python's on the decoded JSON, as in every driver.
+        """
+        found: list[base.QueueInfo] = []
+        while True:
+            rows = conn.execute(self._page(pk, after, name, _FILTER_PAGE)).all()
+            for row in rows:
+                metadata = json.loads(row.metadata)
+                if _matches(metadata, filters):
+                    found.append(base.QueueInfo(name=row.name, metadata=metadata))
+                    if len(found) >= limit:
+                        return found
+            if len(rows) < _FILTER_PAGE:
+                return found
+            after = rows[-1].name
+
+    def count(self, project: str | None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(queues).where(queues.c.project == project_key(project))
+        return int(self._db.read(lambda conn: conn.execute(stmt).scalar_one()))
+
+    def stats(self, project: str | None, name: str) -> base.QueueStats:
+        now = self._clock()
+        live = (messages.c.project == project_key(project), messages.c.queue == name)
+        live += (messages.c.expires > now,)
+        held = sa.and_(messages.c.claim_id.is_not(None), messages.c.claim_expires > now)
+        counts = sa.select(sa.func.count(), sa.func.sum(sa.case((held, 1), else_=0))).where(*live)
+
+        def work(conn: sa.Connection) -> base.QueueStats:
+            total, claimed = conn.execute(counts).one()
+            if not total:
+                return base.QueueStats(total=0, claimed=0, oldest=None, newest=None)
+            oldest, newest = _stamp(conn, live, newest=False), _stamp(conn, live, newest=True)
+            return base.QueueStats(total=int(total), claimed=int(claimed or 0), oldest=oldest, newest=newest)
+
+        return self._db.read(work)
