@@ -64,6 +64,8 @@ def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settin
         workers=group.workers,
         max_frame_size=group.max_frame_size or limits.max_messages_post_size + 64 * 1024,
         idle_timeout=group.idle_timeout,
+        send_timeout=group.send_timeout,
+        handshake_timeout=group.handshake_timeout,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import struct
 import time
 import uuid
@@ -178,3 +180,87 @@ def test_idle_connections_are_closed_after_the_configured_timeout(tmp_path):
         finally:
             idle.shutdown()
             busy.shutdown()
+
+
+def _raw_upgrade(srv) -> socket.socket:
+    """A websocket opened by hand, so the test controls how (and whether) it reads."""
+    sock = socket.create_connection(("127.0.0.1", int(srv.ws_url.rsplit(":", 1)[1].rstrip("/"))))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def _masked_text_frame(document) -> bytes:
+    payload = json.dumps(document).encode()
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    length = len(payload)
+    if length > 125:
+        header = bytes([0x81, 0x80 | 126]) + struct.pack("!H", length)
+    else:
+        header = bytes([0x81, 0x80 | length])
+    return header + mask + masked
+
+
+def test_a_peer_that_never_reads_delays_nobody_and_is_dropped(tmp_path):
+    options = {"drivers:transport:websocket": {"send_timeout": "2", "workers": "2"}}
+    with running_server(tmp_path, options=options) as srv:
+        writer = _connect(srv)
+        try:
+            body = "x" * 10_000
+            for _ in range(20):
+                _call(writer, "message_post", {"queue_name": "wide", "messages": [{"body": body}]})
+        finally:
+            writer.close()
+        hog = _raw_upgrade(srv)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        request = _masked_text_frame({"action": "message_list", "headers": H,
+                                      "body": {"queue_name": "wide", "echo": True, "limit": 20}})
+        hog.settimeout(5)
+        with contextlib.suppress(OSError):  # the server may stop reading us: that is the point
+            for _ in range(200):
+                hog.sendall(request)
+        other = _connect(srv, timeout=5)
+        try:
+            started = time.monotonic()
+            assert _call(other, "queue_list")["headers"] == {"status": 200}
+            assert time.monotonic() - started < 2
+            time.sleep(3.5)  # past send_timeout: the hog is dropped, the others live on
+            assert _call(other, "ping_node")["headers"] == {"status": 204}
+        finally:
+            other.close()
+        hog.settimeout(5)
+        closed = False
+        while not closed:  # drain what was sent before the drop, then see the end of the stream
+            try:
+                closed = not hog.recv(65536)
+            except ConnectionResetError:
+                closed = True
+            except TimeoutError:
+                break
+        assert closed, "the server kept a peer that left its replies unread past send_timeout"
+        hog.close()
+
+
+def test_slow_handshakes_do_not_block_new_connections(tmp_path):
+    options = {"drivers:transport:websocket": {"handshake_timeout": "3"}}
+    with running_server(tmp_path, options=options) as srv:
+        port = int(srv.ws_url.rsplit(":", 1)[1].rstrip("/"))
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        try:
+            for sock in slow:
+                sock.sendall(b"GET / HTTP/1.1\r\n")  # and never finish the request
+            started = time.monotonic()
+            conn = _connect(srv, timeout=5)
+            assert _call(conn, "ping_node")["headers"] == {"status": 204}
+            conn.close()
+            assert time.monotonic() - started < 1
+            slow[0].settimeout(5)
+            assert slow[0].recv(100).startswith(b"HTTP/1.1 408")  # the deadline covers the whole head
+        finally:
+            for sock in slow:
+                sock.close()

@@ -54,7 +54,8 @@ class Api:
             return error_response(errors.from_storage(exc, op.unavailable))
         except Exception as exc:
             LOG.exception("unexpected failure in %s", req.action)
-            return error_response(errors.InternalError(str(exc) or type(exc).__name__))
+            failure = errors.InternalError(str(exc) or type(exc).__name__, summary="Unexpected error.")
+            return error_response(failure)
 
 
 def error_response(exc: errors.ApiError) -> Response:

@@ -133,5 +133,6 @@ _FROM_STORAGE: dict[type, Any] = {
     storage_errors.ClaimNotLive: lambda e, _: UnableToDelete(_CLAIM_GONE, summary=_CLAIM_GONE),
     storage_errors.MessageNotClaimed: lambda e, _: UnableToDelete(_NOT_CLAIMED, summary=_NOT_CLAIMED),
     storage_errors.Conflict: lambda e, _: Conflict(str(e)),
+    storage_errors.MessageConflict: lambda e, _: Unavailable("No messages could be enqueued."),
     storage_errors.BackendUnavailable: lambda e, what: Unavailable(what),
 }

@@ -86,6 +86,13 @@ _WEBSOCKET = [
     cfg.FloatOpt(
         "idle_timeout", default=0.0, min=0.0, help="Close connections silent this long (seconds); 0: never."
     ),
+    cfg.FloatOpt(
+        "send_timeout", default=30.0, min=0.1,
+        help="Drop a connection whose peer leaves replies unread this long (seconds).",
+    ),
+    cfg.FloatOpt(
+        "handshake_timeout", default=10.0, min=0.1, help="Seconds allowed for the whole opening handshake."
+    ),
 ]
 
 _SQLITE = [

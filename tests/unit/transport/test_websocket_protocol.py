@@ -148,3 +148,70 @@ def test_unavailable_admin_action_is_404_not_a_drop(api, binary):
     reply = _frame(plain, {"action": "check_node_health", "headers": {}}, binary)
     assert reply["headers"] == {"status": 404}
     assert reply["body"] == {"exception": "check_node_health is not available on this server.", "error": None}
+
+
+def _nested(depth):
+    value = "leaf"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_deeply_nested_bodies_are_answered_not_dropped(api, binary):
+    post = {"action": "message_post", "headers": H,
+            "body": {"queue_name": "q", "messages": [{"body": _nested(400)}]}}
+    assert _frame(api, post, binary)["headers"] == {"status": 201}
+    if not binary:  # beyond the decoder's depth: a decode error, still a reply
+        raw = b'{"a":' * 5000 + b"1" + b"}" * 5000
+        reply = json.loads(protocol.handle_frame(api, raw, False))
+        assert reply["headers"] == {"status": 400}
+
+
+@pytest.mark.parametrize("value, binary, error", [
+    (2**70, False, "JSON contains integer that is too large."),
+    (-(2**64), False, "JSON contains integer that is too large."),
+    (2**64 - 1, True, "JSON contains integer that is too large."),  # msgpack uint64 beyond int64
+    (float("inf"), True, "Schema validation failed."),
+])
+def test_values_without_a_json_form_are_refused(api, value, binary, error):
+    document = {"action": "message_post", "headers": H,
+                "body": {"queue_name": "q", "messages": [{"body": {"n": value}}]}}
+    reply = _frame(api, document, binary)
+    assert (reply["headers"], reply["body"]) == ({"status": 400}, {"error": error})
+    assert _stored(api) == []
+
+
+def test_nan_in_json_text_is_a_decode_error(api):
+    raw = b'{"action": "message_post", "headers": {}, "body": {"messages": [{"body": NaN}]}}'
+    reply = json.loads(protocol.handle_frame(api, raw, False))
+    assert reply["headers"] == {"status": 400}
+    assert reply["body"]["error"].startswith("Can't decode text (JSON) request.")
+
+
+@pytest.mark.parametrize("ext", [msgpack.ExtType(5, b"xx"), msgpack.Timestamp(0)])
+def test_msgpack_ext_types_are_refused(api, ext):
+    document = {"action": "message_post", "headers": H,
+                "body": {"queue_name": "q", "messages": [{"body": ext}]}}
+    reply = msgpack.unpackb(protocol.handle_frame(api, msgpack.packb(document, datetime=False), True),
+                            raw=False)
+    assert (reply["headers"], reply["body"]) == ({"status": 400}, {"error": "Schema validation failed."})
+
+
+def test_http_only_parameters_are_ignored(api, binary):
+    _frame(api, {"action": "queue_create", "headers": H, "body": {"queue_name": "a"}}, binary)
+    reply = _frame(api, {"action": "queue_list", "headers": H,
+                         "body": {"filters": [1], "with_count": True, "name": "zzz"}}, binary)
+    assert (reply["headers"], reply["body"]) == ({"status": 200}, {"queues": [{"name": "a"}]})
+
+
+def test_include_delayed_may_be_a_string(api, binary):
+    _frame(api, {"action": "queue_create", "headers": H,
+                 "body": {"queue_name": "q", "metadata": {"_default_message_delay": 60}}}, binary)
+    _frame(api, {"action": "message_post", "headers": H,
+                 "body": {"queue_name": "q", "messages": [{"body": 1}]}}, binary)
+    body = {"queue_name": "q", "echo": True}
+    assert _frame(api, {"action": "message_list", "headers": H, "body": body}, binary)["body"] == {
+        "messages": []}
+    listed = _frame(api, {"action": "message_list", "headers": H, "body": {**body, "include_delayed": "yes"}},
+                    binary)
+    assert [m["body"] for m in listed["body"]["messages"]] == [1]

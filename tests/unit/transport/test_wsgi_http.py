@@ -96,3 +96,27 @@ def test_options_lists_allowed_methods(http):
 def test_ping_is_204(http):
     assert http.simulate_get("/v2/ping", headers=H).status_code == 204
     assert http.simulate_head("/v2/ping", headers=H).status_code == 204
+
+
+def test_health_is_not_routed_without_admin_mode(api):
+    from zaqar.api import Api, Context
+
+    plain = falcon.testing.TestClient(wsgi.build_app(Api(Context(store=api.ctx.store))))
+    result = plain.simulate_get("/v2/health", headers=H)
+    assert (result.status_code, result.json) == (404, {"title": "404 Not Found"})
+
+
+def test_nan_is_not_json(http):
+    result = http.simulate_post("/v2/queues/q/messages", headers={**H, "Content-Type": "application/json"},
+                                body='{"messages": [{"body": NaN}]}')
+    assert (result.status_code, result.json["description"]) == (400, "Request body could not be parsed.")
+
+
+def test_renew_with_unbounded_grace_is_400_not_500(http):
+    http.simulate_post("/v2/queues/q/messages", headers=H, json={"messages": [{"body": 1}]})
+    claim = http.simulate_post("/v2/queues/q/claims", headers=H, json={"ttl": 60, "grace": 60})
+    cid = claim.headers["location"].rsplit("/", 1)[1]
+    result = http.simulate_patch(f"/v2/queues/q/claims/{cid}", headers=H,
+                                 json={"ttl": 60, "grace": 2**63 - 1})
+    assert result.status_code == 400
+    assert result.json["description"].startswith("The grace for a claim may not exceed 43200 seconds")

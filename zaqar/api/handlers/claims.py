@@ -18,6 +18,15 @@ def _ttl(ctx: Context, value: int) -> int:
     return value
 
 
+def _grace(ctx: Context, value: int) -> int:
+    if not 60 <= value <= ctx.limits.max_claim_grace:
+        raise errors.BadRequest(
+            f"The grace for a claim may not exceed {ctx.limits.max_claim_grace} seconds, "
+            "and must be at least 60 seconds long."
+        )
+    return value
+
+
 def _lease(ctx: Context, req: Request) -> tuple[int, int]:
     """Claim ttl and grace; omitted values take the configured defaults, not the claim's."""
     ttl = validation.integer(req.params, "ttl", ctx.limits.default_claim_ttl)
@@ -35,11 +44,7 @@ def claim_create(ctx: Context, req: Request) -> Response:
     limit = validation.limit(
         validation.integer(req.params, "limit"), 10, maximum, text=validation.PAGE_LIMIT_MAY_NOT
     )
-    if not 60 <= grace <= ctx.limits.max_claim_grace:
-        raise errors.BadRequest(
-            f"The grace for a claim may not exceed {ctx.limits.max_claim_grace} seconds, "
-            "and must be at least 60 seconds long."
-        )
+    _grace(ctx, grace)
     dead_letter = metadata.dead_letter(queue_metadata(ctx, req, queue))
     claim_id, claimed = ctx.store.claims.create(
         req.project_id, queue, ttl=ttl, grace=grace, limit=limit, dead_letter=dead_letter
@@ -72,7 +77,8 @@ def claim_update(ctx: Context, req: Request) -> Response:
     queue = req.params["queue_name"]
     claim_id = validation.required_string(req.params, "claim_id")
     ttl, grace = _lease(ctx, req)
-    _ttl(ctx, ttl)  # NOTE: upstream checks only ttl on renew, not grace.
+    _ttl(ctx, ttl)
+    _grace(ctx, grace)  # NOTE: upstream skips this on renew; unbounded grace overflowed storage.
     ctx.store.claims.update(req.project_id, queue, claim_id, ttl=ttl, grace=grace)
     return Response(204, data=claim_id)
 

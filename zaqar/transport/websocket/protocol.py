@@ -9,6 +9,8 @@ so every protocol rule is testable without a connection.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +19,8 @@ import msgpack
 from zaqar.api import Api, Request, validation
 from zaqar.api.errors import ApiError
 from zaqar.transport.websocket import presenters, schemas
+
+LOG = logging.getLogger("zaqar.transport.websocket")
 
 _NO_REQUEST = {"action": None, "body": {}, "headers": {}, "api": "v2"}
 _AUTH_ECHO = {"action": "authenticate", "body": {}, "headers": {}, "api": "v2"}
@@ -32,26 +36,48 @@ def _reply(request: Mapping[str, Any], status: int, body: Any) -> dict[str, Any]
     return {"request": request, "headers": {"status": status}, "body": body}
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def decode(data: bytes, binary: bool) -> Any:
     """Raises ValueError with the contract's text when the frame cannot be decoded."""
     try:
         if binary:
             return msgpack.unpackb(data, raw=False, strict_map_key=True)
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constants)
     except Exception as exc:  # msgpack raises several unrelated types
         kind = "binary (MessagePack)" if binary else "text (JSON)"
         raise ValueError(f"Can't decode {kind} request. {type(exc).__name__}: {exc}") from exc
 
 
-def _has_bytes(value: Any) -> bool:
-    """MessagePack ``bin`` values have no JSON form, so the envelope must not carry any."""
-    if isinstance(value, bytes | bytearray):
-        return True
-    if isinstance(value, dict):
-        return any(_has_bytes(k) or _has_bytes(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_bytes(v) for v in value)
-    return False
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _json_problem(document: Any) -> str | None:
+    """Why the envelope has no JSON form, if it has none.
+
+    MessagePack can carry ``bin``, ext types and timestamps, and either
+    encoding integers beyond 64 bits or non-finite floats; none of them can be
+    stored and given back to every client, so they are refused up front (as
+    HTTP refuses big integers). Iterative, so deep nesting cannot exhaust
+    the stack.
+    """
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        elif isinstance(value, int):
+            if not _INT64[0] <= value <= _INT64[1]:
+                return "JSON contains integer that is too large."
+        elif not isinstance(value, float) or not math.isfinite(value):
+            return "Schema validation failed."
+    return None
 
 
 def _roles(headers: Mapping[str, Any]) -> frozenset[str]:
@@ -71,7 +97,10 @@ def handle_document(api: Api, doc: Any) -> dict[str, Any]:
     echo = {"action": action, "body": body, "headers": doc.get("headers", {}), "api": "v2"}
     if not isinstance(action, str) or action not in schemas.ACTIONS:
         return _reply(echo, 400, {"error": f"{action} is not a valid action"})
-    if _has_bytes(doc) or not schemas.VALIDATORS[action].is_valid({**doc, "body": body}):
+    problem = _json_problem(doc)
+    if problem is not None:
+        return _reply(_NO_REQUEST, 400, {"error": problem})
+    if not schemas.VALIDATORS[action].is_valid({**doc, "body": body}):
         return _reply(echo, 400, {"error": "Schema validation failed."})
     if action == "authenticate":
         # NOTE: no auth strategy configured: answer at once, or python-zaqarclient hangs.
@@ -82,7 +111,7 @@ def handle_document(api: Api, doc: Any) -> dict[str, Any]:
             validation.project_id(project)
         except ApiError as exc:
             return _reply(echo, exc.status, presenters.error_body(exc))
-    params = body if body is not None else {}
+    params = schemas.accepted(action, body if body is not None else {})
     request = Request(action=action, project_id=project, client_id=headers.get("Client-ID"),
                       params=params, roles=_roles(headers))
     status, reply_body = presenters.present(action, api.handle(request), params)
@@ -90,9 +119,16 @@ def handle_document(api: Api, doc: Any) -> dict[str, Any]:
 
 
 def handle_frame(api: Api, data: bytes, binary: bool) -> bytes:
-    """Answer one frame; the reply uses the frame's own encoding."""
+    """Answer one frame; the reply uses the frame's own encoding. Never raises for bad input."""
     try:
         doc = decode(data, binary)
     except ValueError as exc:
         return encode(_reply(_NO_REQUEST, 400, {"error": str(exc)}), binary)
-    return encode(handle_document(api, doc), binary)
+    reply = handle_document(api, doc)
+    try:
+        return encode(reply, binary)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # NOTE: stored data the encoding cannot carry (e.g. written by an older version).
+        LOG.exception("cannot encode the reply to %s", reply["request"].get("action"))
+        failed = {"exception": f"{type(exc).__name__}: {exc}", "error": "Unexpected error."}
+        return encode(_reply(_NO_REQUEST, 500, failed), binary)

@@ -7,6 +7,7 @@ the API layer so both transports share them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
@@ -71,6 +72,26 @@ def _envelope(action: str) -> dict[str, Any]:
 
 
 ACTIONS: frozenset[str] = frozenset(_BODIES) | {"authenticate"}
+
+# Body keys outside the schema that an action still reads (websocket.md §6.1: schemas allow extra
+# keys, which is how these get through). Anything else in a body is ignored, so HTTP-only
+# parameters (queue-list filters, with_count) cannot be reached over the websocket.
+_EXTRA_FIELDS = {"message_list": ("include_delayed",)}
+_FIELDS = {
+    action: frozenset(required + optional + _EXTRA_FIELDS.get(action, ()))
+    for action, (required, optional) in _BODIES.items()
+}
+_TRUE = frozenset({"true", "True", "t", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "False", "f", "no", "n", "0", "off"})
+
+
+def accepted(action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body fields ``action`` reads, decoded as the protocol defines them."""
+    fields = {key: value for key, value in body.items() if key in _FIELDS.get(action, ())}
+    delayed = fields.get("include_delayed")
+    if isinstance(delayed, str) and (delayed in _TRUE or delayed in _FALSE):
+        fields["include_delayed"] = delayed in _TRUE  # [U] also accepted as a string here
+    return fields
 VALIDATORS: dict[str, jsonschema.Draft7Validator] = {
     action: jsonschema.Draft7Validator(_envelope(action)) for action in ACTIONS
 }

@@ -1,9 +1,10 @@
-"""The websocket listener: accept, handshake, then one epoll loop reading every connection.
+"""The websocket listener: one epoll loop accepts, handshakes, reads and flushes every socket.
 
-Concurrency model: one acceptor thread, a small pool for handshakes, one
-I/O thread that polls all connections (no thread per connection, so
-thousands of idle connections cost memory, not threads), and a worker pool
-that answers frames.
+Concurrency model: one I/O thread polls the listener and every connection,
+non-blocking throughout, and a worker pool answers frames. No thread per
+connection, so thousands of idle connections cost memory, not threads; no
+thread waits on a peer, so a slow or hostile peer (slow handshake, replies
+left unread) delays nobody else (benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from zaqar.api import Api
 from zaqar.transport.websocket import handshake, protocol
-from zaqar.transport.websocket.connection import ZaqarSocket
+from zaqar.transport.websocket.connection import Limits, ZaqarSocket
 
 LOG = logging.getLogger("zaqar.transport.websocket")
+
+_READ, _WRITE = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,8 +34,17 @@ class Settings:
     workers: int = 16
     max_frame_size: int = 256 * 1024 + 64 * 1024
     idle_timeout: float = 0.0  # seconds without a frame before closing; 0 = never
-    handshake_timeout: float = 10.0
-    send_timeout: float = 30.0
+    handshake_timeout: float = 10.0  # for the whole opening handshake, not per read
+    send_timeout: float = 30.0  # a peer leaving replies unread this long is dropped
+
+
+@dataclasses.dataclass(slots=True)
+class _Opening:
+    """A connection still sending its HTTP upgrade request."""
+
+    sock: socket.socket
+    deadline: float
+    head: bytearray = dataclasses.field(default_factory=bytearray)
 
 
 class WebSocketServer:
@@ -40,13 +52,15 @@ class WebSocketServer:
         self.settings = settings
         self._handler = functools.partial(protocol.handle_frame, api)
         self._workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="zaqar-ws-worker")
-        self._handshakes = ThreadPoolExecutor(4, thread_name_prefix="zaqar-ws-handshake")
+        self._limits = Limits(max_frame=settings.max_frame_size, stall_timeout=settings.send_timeout)
         self._epoll = select.epoll()
         self._connections: dict[int, ZaqarSocket] = {}
-        self._lock = threading.Lock()
+        self._openings: dict[int, _Opening] = {}
+        self._lock = threading.Lock()  # guards the maps and epoll registrations
         self._running = threading.Event()
         self._listener = socket.create_server((settings.bind, settings.port), backlog=1024)
-        self._threads: list[threading.Thread] = []
+        self._listener.setblocking(False)
+        self._thread: threading.Thread | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -58,128 +72,175 @@ class WebSocketServer:
 
     def start(self) -> None:
         self._running.set()
-        for target, name in ((self._accept_loop, "zaqar-ws-accept"), (self._io_loop, "zaqar-ws-io")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._epoll.register(self._listener.fileno(), select.EPOLLIN)
+        self._thread = threading.Thread(target=self._loop, name="zaqar-ws-io", daemon=True)
+        self._thread.start()
 
-    def _accept_loop(self) -> None:
-        self._listener.settimeout(0.5)
-        while self._running.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._running.is_set():
-                    LOG.exception("accept failed")
-                return
-            self._handshakes.submit(self._handshake, sock)
-
-    def _handshake(self, sock: socket.socket) -> None:
-        sock.settimeout(self.settings.handshake_timeout)
-        try:
-            head, rest = self._read_head(sock)
-            headers = handshake.parse(head)
-            sock.sendall(handshake.accept(headers["sec-websocket-key"]))
-        except handshake.HandshakeError as exc:
-            LOG.info("refused websocket handshake: %s", exc)
-            with _suppress_socket_errors():
-                sock.sendall(handshake.refuse(exc))
-            sock.close()
-            return
-        except OSError as exc:
-            LOG.info("websocket handshake failed: %s", exc)
-            sock.close()
-            return
-        sock.settimeout(self.settings.send_timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        ws = ZaqarSocket(sock, self._handler, self._workers, self.settings.max_frame_size)
-        ws.buf = rest
-        if rest and not ws.once():  # frames sent right behind the handshake, before polling starts
-            ws.terminate()
-            return
-        with self._lock:
-            self._connections[sock.fileno()] = ws
-            self._epoll.register(sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
-
-    @staticmethod
-    def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise OSError("peer closed during handshake")
-            data += chunk
-            if len(data) > handshake.MAX_HEAD:
-                too_large = "431 Request Header Fields Too Large"
-                raise handshake.HandshakeError("request head too large", too_large)
-        head, _, rest = data.partition(b"\r\n\r\n")
-        return head, rest
-
-    def _io_loop(self) -> None:
+    # -- the loop ------------------------------------------------------------------
+    def _loop(self) -> None:
+        listener = self._listener.fileno()
         last_sweep = time.monotonic()
         while self._running.is_set():
-            events = self._epoll.poll(0.5)
-            for fd, _ in events:
-                ws = self._connections.get(fd)
-                if ws is None:
-                    continue
-                try:
-                    alive = ws.once()
-                except Exception:
-                    LOG.exception("error reading connection %s", ws.id)
-                    alive = False
-                if not alive:
-                    self._drop(fd, ws)
-            if time.monotonic() - last_sweep > 1.0:
-                last_sweep = time.monotonic()
-                self._sweep(last_sweep)
+            for fd, events in self._epoll.poll(0.5):
+                if fd == listener:
+                    self._accept()
+                elif fd in self._openings:
+                    self._read_opening(fd)
+                else:
+                    self._service(fd, events)
+            now = time.monotonic()
+            if now - last_sweep >= 1.0:
+                last_sweep = now
+                self._sweep(now)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                LOG.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            opening = _Opening(sock, time.monotonic() + self.settings.handshake_timeout)
+            with self._lock:
+                self._openings[sock.fileno()] = opening
+                self._epoll.register(sock.fileno(), _READ)
+
+    def _read_opening(self, fd: int) -> None:
+        opening = self._openings[fd]
+        try:
+            chunk = opening.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._forget_opening(fd, close=True)
+            return
+        opening.head += chunk
+        if b"\r\n\r\n" in opening.head:
+            self._upgrade(fd, opening)
+        elif len(opening.head) > handshake.MAX_HEAD:
+            too_large = "431 Request Header Fields Too Large"
+            self._refuse(fd, handshake.HandshakeError("request head too large", too_large))
+
+    def _upgrade(self, fd: int, opening: _Opening) -> None:
+        head, _, rest = bytes(opening.head).partition(b"\r\n\r\n")
+        try:
+            headers = handshake.parse(head)
+        except handshake.HandshakeError as exc:
+            self._refuse(fd, exc)
+            return
+        self._forget_opening(fd, close=False)
+        ws = ZaqarSocket(opening.sock, self._handler, self._workers, self._limits, self._update)
+        with self._lock:
+            self._connections[fd] = ws
+            self._epoll.register(fd, _READ)
+        ws.send_raw(handshake.accept(headers["sec-websocket-key"]))
+        LOG.debug("websocket %s connected", ws.id)
+        if rest:  # frames sent right behind the handshake
+            ws.buf = rest
+            self._service(fd, select.EPOLLIN, already_read=True)
+
+    def _refuse(self, fd: int, error: handshake.HandshakeError) -> None:
+        LOG.info("refused websocket handshake: %s", error)
+        opening = self._openings.get(fd)
+        if opening is not None:
+            try:
+                opening.sock.send(handshake.refuse(error))
+            except OSError as exc:
+                LOG.debug("could not send the refusal: %s", exc)
+        self._forget_opening(fd, close=True)
+
+    def _forget_opening(self, fd: int, *, close: bool) -> None:
+        with self._lock:
+            opening = self._openings.pop(fd, None)
+            if opening is not None:
+                self._epoll.unregister(fd)
+        if opening is not None and close:
+            opening.sock.close()
+
+    def _service(self, fd: int, events: int, already_read: bool = False) -> None:
+        ws = self._connections.get(fd)
+        if ws is None:
+            return
+        alive = not ws.dead
+        try:
+            if alive and events & _WRITE:
+                ws.flush()
+            if alive and (events & select.EPOLLIN or already_read):
+                alive = ws.once()
+            if events & (select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP):
+                alive = False  # the peer closed or reset its end
+        except Exception:
+            LOG.exception("error serving websocket %s", ws.id)
+            alive = False
+        if not alive or ws.dead or ws.terminated:
+            self._drop(ws)
+        else:
+            self._update(ws)
+
+    def _update(self, ws: ZaqarSocket) -> None:
+        """Make the poller wait for what the connection needs now (callable from any thread)."""
+        mask = (_READ if ws.wants_read() else select.EPOLLRDHUP) | (_WRITE if ws.wants_write() else 0)
+        with self._lock:
+            if self._connections.get(ws.fd) is not ws:
+                return
+            try:
+                self._epoll.modify(ws.fd, mask)
+            except OSError as exc:
+                LOG.debug("poller update for %s failed: %s", ws.id, exc)
 
     def _sweep(self, now: float) -> None:
-        """Drop connections whose lingering close ran out, and close idle ones."""
+        """Time limits: handshakes, lingering closes, peers not reading, idle connections."""
+        for fd, opening in list(self._openings.items()):
+            if now > opening.deadline:
+                self._refuse(fd, handshake.HandshakeError("handshake took too long", "408 Request Timeout"))
         idle = self.settings.idle_timeout
-        for fd, ws in list(self._connections.items()):
-            if ws.discard_until is not None and now > ws.discard_until:
-                self._drop(fd, ws)
+        for ws in list(self._connections.values()):
+            if ws.dead or (ws.discard_until is not None and now > ws.discard_until):
+                self._drop(ws)
+            elif ws.stalled(now):
+                LOG.info("dropping websocket %s: replies unread for %ss", ws.id, self.settings.send_timeout)
+                self._drop(ws)
             elif idle and now - ws.last_seen > idle:
-                LOG.info("closing idle connection %s", ws.id)
-                with _suppress_socket_errors():
-                    ws.close(1001, "Idle timeout.")
-                self._drop(fd, ws)
+                LOG.info("closing idle websocket %s", ws.id)
+                ws.close_and_discard(1001, "Idle timeout.")
+                self._update(ws)
 
-    def _drop(self, fd: int, ws: ZaqarSocket) -> None:
+    def _drop(self, ws: ZaqarSocket) -> None:
         with self._lock:
-            if self._connections.pop(fd, None) is None:
+            if self._connections.pop(ws.fd, None) is None:
                 return
-            with _suppress_socket_errors():
-                self._epoll.unregister(fd)
-        if not ws.terminated:
+            try:
+                self._epoll.unregister(ws.fd)
+            except OSError as exc:
+                LOG.debug("unregister %s: %s", ws.id, exc)
+        ws.give_up()
+        if ws.sock is not None:
             ws.terminate()
+        LOG.debug("websocket %s closed", ws.id)
 
-    def stop(self) -> None:
-        """Close every connection with 1001, then stop the threads."""
+    # -- shutdown -------------------------------------------------------------------
+    def stop(self, grace: float = 2.0) -> None:
+        """Close every connection with 1001, give peers ``grace`` seconds to read it, then stop."""
         self._running.clear()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         self._listener.close()
-        for fd, ws in list(self._connections.items()):
-            with _suppress_socket_errors():
-                ws.close(1001, "Server is shutting down.")
-            self._drop(fd, ws)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._handshakes.shutdown(wait=False, cancel_futures=True)
-        self._workers.shutdown(wait=True, cancel_futures=True)
+        for fd in list(self._openings):
+            self._forget_opening(fd, close=True)
+        connections = list(self._connections.values())
+        for ws in connections:
+            ws.close(1001, "Server is shutting down.")
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(ws.wants_write() for ws in connections):
+            for ws in connections:
+                ws.flush()
+            time.sleep(0.01)
+        for ws in connections:
+            self._drop(ws)
+        self._workers.shutdown(wait=False, cancel_futures=True)
         self._epoll.close()
-
-
-class _suppress_socket_errors:  # noqa: N801 - used like contextlib.suppress
-    """Closing a connection whose peer already vanished is not an error worth raising."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is not None and isinstance(exc, OSError | RuntimeError):
-            LOG.debug("ignored while closing: %s", exc)
-            return True
-        return False

@@ -75,9 +75,13 @@ def _reject_big_ints(value: str) -> int:
     return number
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_json(raw: bytes) -> Any:
     try:
-        document = json.loads(raw.decode("utf-8"), parse_int=_reject_big_ints)
+        document = json.loads(raw.decode("utf-8"), parse_int=_reject_big_ints, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise errors.InvalidBody("Request body could not be parsed.") from None
     if not isinstance(document, dict | list):
