@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from zaqar.storage.base import Message, QueueStats
+from zaqar.storage.base import Message, MessageStamp, QueueStats
 
 
 def checksum(body: Any) -> str:
@@ -43,12 +44,13 @@ def popped(m: Message, *, with_checksum: bool = False) -> dict[str, Any]:
     return view
 
 
-def stats(s: QueueStats, queue: str, now: float) -> dict[str, Any]:
+def stats(s: QueueStats, now: float, locate: Callable[[MessageStamp], dict[str, Any]]) -> dict[str, Any]:
+    """Queue stats; ``locate`` says how the oldest and newest message are named (href or id)."""
     counts: dict[str, Any] = {"claimed": s.claimed, "free": s.free, "total": s.total}
     for key, stamp in (("oldest", s.oldest), ("newest", s.newest)):
         if s.total and stamp is not None:
             counts[key] = {
-                "href": f"/v2/queues/{queue}/messages/{stamp.id}",
+                **locate(stamp),
                 "age": max(0, int(now - stamp.created)),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp.created)),
             }

@@ -102,7 +102,8 @@ def queue_get_stats(ctx: Context, req: Request) -> Response:
     # An empty queue may not exist at all; only then is the extra lookup worth it.
     exists = bool(s.total) or ctx.store.queues.exists(req.project_id, name)
     now = ctx.clock()
-    return Response(200, views.stats(s, name, now), data=(s, exists, now))
+    body = views.stats(s, now, lambda stamp: {"href": f"/v2/queues/{name}/messages/{stamp.id}"})
+    return Response(200, body, data=(s, exists, now))
 
 
 @operation("queue_purge", unavailable="Queue could not be purged.")

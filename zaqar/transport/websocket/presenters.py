@@ -6,11 +6,10 @@ only reshapes what the API layer already computed; none calls storage.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from zaqar.api import ApiError, Response
+from zaqar.api import ApiError, Response, views
 from zaqar.storage.base import Message
 
 Presenter = Callable[[Response, Mapping[str, Any]], tuple[int, Any]]
@@ -32,12 +31,7 @@ def _queue_list(r: Response, p: Mapping[str, Any]) -> tuple[int, Any]:
 
 def _stats(r: Response, p: Mapping[str, Any]) -> tuple[int, Any]:
     s, exists, now = r.data
-    counts: dict[str, Any] = {"claimed": s.claimed, "free": s.free, "total": s.total}
-    for key, stamp in (("oldest", s.oldest), ("newest", s.newest)):
-        if s.total and stamp is not None:
-            counts[key] = {"id": stamp.id, "age": max(0, int(now - stamp.created)),
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp.created))}
-    return (200 if exists else 404), {"messages": counts}
+    return (200 if exists else 404), views.stats(s, now, lambda stamp: {"id": stamp.id})
 
 
 def _claim_create(r: Response, p: Mapping[str, Any]) -> tuple[int, Any]:
