@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
 
 from tests.conftest import FakeClock
@@ -417,3 +422,111 @@ def test_stats_count_delayed_messages_as_free(store: DataDriver) -> None:
     post(store, "later", delay=30)
     stats = store.queues.stats(PROJECT, QUEUE)
     assert (stats.total, stats.claimed, stats.free) == (1, 0, 1)
+
+
+# -- update_metadata (atomic read-change-store) ----------------------------------
+
+
+def test_update_metadata_applies_the_change_and_returns_the_result(store: DataDriver) -> None:
+    store.queues.create(PROJECT, QUEUE, {"a": 1, "gone": True})
+    seen: list[dict[str, Any]] = []
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        seen.append(dict(current))
+        updated = {k: v for k, v in current.items() if k != "gone"}
+        updated["b"] = {"nested": [1, "two"]}
+        return updated
+
+    result = store.queues.update_metadata(PROJECT, QUEUE, change)
+    assert result == {"a": 1, "b": {"nested": [1, "two"]}}
+    assert seen and all(s == {"a": 1, "gone": True} for s in seen)
+    assert store.queues.get_metadata(PROJECT, QUEUE) == result
+
+
+def test_update_metadata_replaces_instead_of_merging(store: DataDriver) -> None:
+    store.queues.create(PROJECT, QUEUE, {"a": 1})
+    assert store.queues.update_metadata(PROJECT, QUEUE, lambda current: {}) == {}
+    assert store.queues.get_metadata(PROJECT, QUEUE) == {}
+
+
+def test_update_metadata_sees_the_previous_update(store: DataDriver) -> None:
+    store.queues.create(PROJECT, QUEUE, {"n": 0})
+    for _ in range(3):
+        store.queues.update_metadata(PROJECT, QUEUE, lambda current: {"n": current["n"] + 1})
+    assert store.queues.get_metadata(PROJECT, QUEUE) == {"n": 3}
+
+
+def test_update_metadata_of_missing_queue_raises_and_creates_nothing(store: DataDriver) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        calls.append(current)
+        return {"a": 1}
+
+    with pytest.raises(errors.QueueDoesNotExist) as raised:
+        store.queues.update_metadata("p", "q", change)
+    assert str(raised.value) == "Queue q does not exist for project p"
+    assert calls == []
+    assert store.queues.exists("p", "q") is False
+
+
+def test_update_metadata_error_from_change_propagates_and_writes_nothing(store: DataDriver) -> None:
+    store.queues.create(PROJECT, QUEUE, {"a": 1})
+
+    class Refused(Exception):
+        pass
+
+    refusal = Refused("no")
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        current["a"] = 2  # mutating the argument must not leak into the store either
+        raise refusal
+
+    with pytest.raises(Refused) as raised:
+        store.queues.update_metadata(PROJECT, QUEUE, change)
+    assert raised.value is refusal
+    assert store.queues.get_metadata(PROJECT, QUEUE) == {"a": 1}
+    # The store is still usable after the aborted update.
+    assert store.queues.update_metadata(PROJECT, QUEUE, lambda current: {**current, "b": 2}) == {
+        "a": 1,
+        "b": 2,
+    }
+
+
+def test_update_metadata_touches_only_its_project(store: DataDriver) -> None:
+    store.queues.create("p1", QUEUE, {"v": 1})
+    store.queues.create(None, QUEUE, {"v": 1})
+    store.queues.update_metadata("p1", QUEUE, lambda current: {"v": 2})
+    assert store.queues.get_metadata(None, QUEUE) == {"v": 1}
+    with pytest.raises(errors.QueueDoesNotExist):
+        store.queues.update_metadata("p2", QUEUE, lambda current: {"v": 3})
+
+
+UPDATE_THREADS = 8
+UPDATES_PER_THREAD = 10
+
+
+def test_concurrent_update_metadata_loses_no_update(store: DataDriver) -> None:
+    store.queues.create(PROJECT, QUEUE, {"base": True})
+    barrier = threading.Barrier(UPDATE_THREADS)
+
+    def adding(key: str, value: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda current: {**current, key: value}
+
+    def updater(thread: int) -> None:
+        barrier.wait(timeout=30)
+        for i in range(UPDATES_PER_THREAD):
+            key = f"t{thread}-{i}"
+            result = store.queues.update_metadata(PROJECT, QUEUE, adding(key, i))
+            assert result[key] == i
+
+    with ThreadPoolExecutor(max_workers=UPDATE_THREADS) as pool:
+        futures = [pool.submit(updater, thread) for thread in range(UPDATE_THREADS)]
+        for future in futures:
+            future.result(timeout=120)
+
+    expected: dict[str, Any] = {"base": True}
+    expected.update(
+        {f"t{thread}-{i}": i for thread in range(UPDATE_THREADS) for i in range(UPDATES_PER_THREAD)}
+    )
+    assert store.queues.get_metadata(PROJECT, QUEUE) == expected

@@ -122,3 +122,23 @@ def test_purge_rejects_unknown_resource_types(client):
     result = client.call("queue_purge", queue_name="q", resource_types=["bogus"])
     assert result.status == 400
     assert client.call("queue_get_stats", queue_name="q").body["messages"]["total"] == 1
+
+
+def test_concurrent_patches_lose_no_update(http_client):
+    import threading
+
+    http_client.call("queue_create", queue_name="q")
+
+    def add(worker: int) -> None:
+        for i in range(5):
+            result = http_client.call("queue_update", queue_name="q",
+                                      patch=[{"op": "add", "path": f"/metadata/k{worker}_{i}", "value": i}])
+            assert result.status == 200
+
+    threads = [threading.Thread(target=add, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = http_client.call("queue_get", queue_name="q").body
+    assert {f"k{w}_{i}" for w in range(4) for i in range(5)} <= set(stored)

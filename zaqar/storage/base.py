@@ -128,6 +128,28 @@ class QueueController(abc.ABC):
         """Replace the metadata. Raises QueueDoesNotExist."""
 
     @abc.abstractmethod
+    def update_metadata(
+        self,
+        project: str | None,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Atomically read the stored metadata, store ``change(current)`` and return it.
+
+        ``change`` gets a fresh copy of the stored metadata. If it raises any
+        exception, nothing is written and that exception propagates
+        unchanged. Raises QueueDoesNotExist when the queue record is missing
+        (``change`` is not called for a queue that is missing from the start).
+
+        Concurrent updates of the same queue are serialized, so none is lost:
+        each ``change`` sees the result of every update that completed before
+        its own was stored. ``change`` may be called more than once (drivers
+        with optimistic concurrency retry after losing a race, and only the
+        last call's result is stored), so it must be a pure function of its
+        argument.
+        """
+
+    @abc.abstractmethod
     def delete(self, project: str | None, name: str) -> None:
         """Delete the record with all its messages and claims; no error if missing."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zaqar.api import errors, metadata, patch, validation, views
 from zaqar.api.context import Context
 from zaqar.api.handlers.common import encoded_size, queue_metadata
@@ -82,10 +84,14 @@ def queue_update(ctx: Context, req: Request) -> Response:
     if document is None:
         raise errors.InvalidBody("PATCH body could not be empty for update.")
     ops = patch.parse(document)
-    current = ctx.store.queues.get_metadata(req.project_id, name)
-    updated = patch.apply(ops, current, metadata.RESERVED)
-    metadata.validate(updated, ctx.limits, errors.InvalidBody)
-    ctx.store.queues.set_metadata(req.project_id, name, updated)
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        updated = patch.apply(ops, current, metadata.RESERVED)
+        metadata.validate(updated, ctx.limits, errors.InvalidBody)
+        return updated
+
+    # One atomic read-modify-write: concurrent PATCHes of one queue must not lose updates.
+    updated = ctx.store.queues.update_metadata(req.project_id, name, change)
     return Response(200, metadata.with_defaults(updated, ctx.limits), data=updated)
 
 

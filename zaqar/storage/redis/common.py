@@ -49,6 +49,7 @@ QUEUE_SUFFIXES = (":ids", ":exp", ":msg", ":body", ":claim", ":claims", ":stale"
 SCRIPTS: dict[str, str] = {
     "queue_create": lua.QUEUE_CREATE,
     "queue_set_metadata": lua.QUEUE_SET_METADATA,
+    "queue_replace_metadata": lua.QUEUE_REPLACE_METADATA,
     "post": lua.POST,
     "list": lua.LIST,
     "pop": lua.POP,

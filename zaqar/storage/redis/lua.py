@@ -138,6 +138,20 @@ redis.call('HSET', KEYS[1], 'meta', ARGV[1])
 return 1
 """
 
+# KEYS: queue. ARGV: metadata JSON as read before, new metadata JSON.
+# Compare-and-set for QueueController.update_metadata, whose change function
+# runs in Python between the read and this script. Returns 0 when the queue is
+# missing, 1 when stored, 2 (nothing written) when the metadata changed since
+# it was read. Only the ``meta`` field is compared, so posts and claims
+# writing ``seq`` and the scan hints of the same hash cause no retries.
+QUEUE_REPLACE_METADATA = r"""
+local current = redis.call('HGET', KEYS[1], 'meta')
+if not current then return 0 end
+if current ~= ARGV[1] then return 2 end
+redis.call('HSET', KEYS[1], 'meta', ARGV[2])
+return 1
+"""
+
 # KEYS: queue, project index.
 # ARGV: name, now, has client (1/0), client id, count,
 #       then per draft: body, ttl, expires, available, random id tail;

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from zaqar.storage import base, errors
@@ -13,6 +15,13 @@ _MISSING = object()
 
 # Names fetched per ZRANGEBYLEX round when filters may reject some of them.
 _FILTERED_CHUNK = 100
+
+# How often update_metadata reads, changes and tries to store in all before
+# giving up with Conflict. Every lost round means another update was stored,
+# so only a queue whose metadata is rewritten without pause can exhaust it.
+_UPDATE_ATTEMPTS = 100
+# Upper bound of the random pause (seconds) after a lost round.
+_UPDATE_BACKOFF = 0.002
 
 
 def _matches(metadata: Mapping[str, Any], filters: Mapping[str, Any] | None) -> bool:
@@ -44,6 +53,36 @@ class QueueController(base.QueueController):
         key = self._backend.queue_key(project, name)
         if not self._backend.run("queue_set_metadata", [key], [json.dumps(dict(metadata))]):
             raise errors.QueueDoesNotExist(name=name, project=project)
+
+    def update_metadata(
+        self,
+        project: str | None,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Optimistic read-change-store: the store is a compare-and-set on the raw JSON.
+
+        ``change`` is Python, so it cannot run inside a script; the script
+        stores its result only if ``meta`` still holds the exact string that
+        was read, else the whole round runs again. Comparing the field itself
+        (rather than WATCHing the queue hash) means posts and claims, which
+        rewrite other fields of that hash, never force a rerun.
+        """
+        key = self._backend.queue_key(project, name)
+        for _ in range(_UPDATE_ATTEMPTS):
+            with self._backend.translated():
+                raw = self._backend.client.hget(key, "meta")
+            if raw is None:
+                raise errors.QueueDoesNotExist(name=name, project=project)
+            updated = change(json.loads(raw))
+            stored = self._backend.run("queue_replace_metadata", [key], [raw, json.dumps(dict(updated))])
+            if stored == 1:
+                return updated
+            if stored == 0:
+                raise errors.QueueDoesNotExist(name=name, project=project)
+            # Real time, not the store's clock: this only spreads out the rerun.
+            time.sleep(random.uniform(0, _UPDATE_BACKOFF))
+        raise errors.Conflict()
 
     def delete(self, project: str | None, name: str) -> None:
         key = self._backend.queue_key(project, name)

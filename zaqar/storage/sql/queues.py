@@ -8,7 +8,7 @@ differ between PostgreSQL and MySQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -113,6 +113,31 @@ class QueueController(base.QueueController):
         # CLIENT_FOUND_ROWS), so an unchanged document still counts as found.
         if self._db.write(lambda conn: conn.execute(stmt).rowcount) == 0:
             raise errors.QueueDoesNotExist(name=name, project=project)
+
+    def update_metadata(
+        self,
+        project: str | None,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        key = _key(project_key(project), name)
+        # FOR UPDATE locks the queue row until the transaction ends, so a
+        # concurrent update waits here and then reads what this one stored
+        # (at READ COMMITTED a locking read sees the latest committed row).
+        read = sa.select(queues.c.metadata).where(*key).with_for_update()
+
+        def work(conn: sa.Connection) -> dict[str, Any]:
+            raw = conn.execute(read).scalar()
+            if raw is None:
+                raise errors.QueueDoesNotExist(name=name, project=project)
+            updated = change(json.loads(raw))
+            conn.execute(sa.update(queues).where(*key).values(metadata=json.dumps(dict(updated))))
+            return updated
+
+        # An exception from ``change`` leaves ``work`` and rolls the transaction
+        # back; ``write`` reruns ``work`` (and so ``change``) only when the server
+        # aborted the transaction to break a deadlock.
+        return self._db.write(work)
 
     def delete(self, project: str | None, name: str) -> None:
         pk = project_key(project)

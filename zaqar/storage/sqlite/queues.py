@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from zaqar.storage import base, errors
@@ -55,6 +55,29 @@ class QueueController(base.QueueController):
             )
             if cursor.rowcount == 0:
                 raise errors.QueueDoesNotExist(name=name, project=project)
+
+    def update_metadata(
+        self,
+        project: str | None,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        pk = project_key(project)
+        # BEGIN IMMEDIATE takes the write lock before the read, so concurrent
+        # updates (from any thread or process) run one after another. An
+        # exception from ``change`` rolls the transaction back unchanged.
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT metadata FROM queues WHERE project = ? AND name = ?", (pk, name)
+            ).fetchone()
+            if row is None:
+                raise errors.QueueDoesNotExist(name=name, project=project)
+            updated = change(json.loads(row[0]))
+            conn.execute(
+                "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?",
+                (json.dumps(dict(updated)), pk, name),
+            )
+        return updated
 
     def delete(self, project: str | None, name: str) -> None:
         pk = project_key(project)
