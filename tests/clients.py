@@ -136,7 +136,10 @@ class WsActionClient:
         return json.loads(self.send(json.dumps(document).encode(), False))
 
     def call(self, action: str, *, headers: dict[str, str] | None = None, **params: Any) -> Result:
-        reply = self.raw({"action": action, "headers": dict(self.headers, **(headers or {})), "body": params})
+        body = dict(params)
+        if action == "subscription_update":  # the wire carries the changed fields flat in the body
+            body.update(body.pop("subscription", {}))
+        reply = self.raw({"action": action, "headers": dict(self.headers, **(headers or {})), "body": body})
         assert reply["request"]["action"] == action
         status, body = _canonical(action, params, reply["headers"]["status"], reply["body"])
         return Result(status, body, {})
@@ -149,6 +152,42 @@ def _message(m: dict[str, Any], queue: str) -> dict[str, Any]:
     return {"id": m["id"], "href": href, "ttl": m["ttl"], "age": m["age"], "body": m["body"]}
 
 
+def _queue_get(q: str, status: int, body: Any) -> tuple[int, Any]:
+    return status, {**body, **{k: v for k, v in RESERVED_DEFAULTS.items() if not body.get(k)}}
+
+
+def _queue_list(q: str, status: int, body: Any) -> tuple[int, Any]:
+    return status, {"queues": [{"name": x["name"], "href": f"/v2/queues/{x['name']}", **x}
+                               for x in body["queues"]]}
+
+
+def _stats(q: str, status: int, body: Any) -> tuple[int, Any]:
+    for key in ("oldest", "newest"):
+        if key in body["messages"]:
+            stamp = body["messages"][key]
+            stamp["href"] = f"/v2/queues/{q}/messages/{stamp.pop('id')}"
+    return 200, body
+
+
+def _get_many(q: str, status: int, body: Any) -> tuple[int, Any]:
+    if not body["messages"]:
+        return 404, None
+    return status, {"messages": [_message(m, q) for m in body["messages"]]}
+
+
+# Per action, how a websocket body maps back to the HTTP one (websocket.md §12).
+_CANONICAL: dict[str, Callable[[str, int, Any], tuple[int, Any]]] = {
+    "queue_get": _queue_get,
+    "queue_list": _queue_list,
+    "queue_get_stats": _stats,
+    "subscription_create": lambda q, status, body: (status, {"subscription_id": body["subscription_id"]}),
+    "message_post": lambda q, status, body: (
+        status, {"resources": [f"/v2/queues/{q}/messages/{i}" for i in body["message_ids"]]}),
+    "message_get": lambda q, status, body: (status, _message(body["messages"], q)),
+    "message_get_many": _get_many,
+}
+
+
 def _canonical(action: str, params: dict[str, Any], status: int, body: Any) -> tuple[int, Any]:
     """The HTTP form of a websocket reply, undoing only documented presentation differences."""
     q = params.get("queue_name", "")
@@ -156,23 +195,8 @@ def _canonical(action: str, params: dict[str, Any], status: int, body: Any) -> t
         return status, {"title": None, "description": body.get("exception", body.get("error"))}
     if isinstance(body, str) or (status == 204 and body in ({}, {"claim_id": None})):
         return status, None
-    if action == "queue_get":
-        return status, {**body, **{k: v for k, v in RESERVED_DEFAULTS.items() if not body.get(k)}}
-    if action == "queue_list":
-        return status, {"queues": [{"name": x["name"], "href": f"/v2/queues/{x['name']}", **x}
-                                   for x in body["queues"]]}
-    if action == "queue_get_stats":
-        for key in ("oldest", "newest"):
-            if key in body["messages"]:
-                stamp = body["messages"][key]
-                stamp["href"] = f"/v2/queues/{q}/messages/{stamp.pop('id')}"
-        return 200, body
-    if action == "message_post":
-        return status, {"resources": [f"/v2/queues/{q}/messages/{i}" for i in body["message_ids"]]}
-    if action == "message_get":
-        return status, _message(body["messages"], q)
-    if action == "message_get_many" and not body["messages"]:
-        return 404, None
+    if action in _CANONICAL:
+        return _CANONICAL[action](q, status, body)
     if isinstance(body, dict) and isinstance(body.get("messages"), list):
         body = {**body, "messages": [_message(m, q) for m in body["messages"]]}
         body.pop("claim_id", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -17,6 +18,9 @@ from oslo_config import cfg
 from zaqar import storage
 from zaqar.api import Api, Context, Features, Limits
 from zaqar.conf import policy
+from zaqar.notification import Notifier
+from zaqar.notification.confirmation import Signer
+from zaqar.notification.mail import Mailer
 from zaqar.storage.base import DataDriver
 from zaqar.transport import websocket
 
@@ -46,9 +50,24 @@ def build_store(conf: cfg.ConfigOpts) -> DataDriver:
     return storage.load_data_driver(conf.drivers.message_store, message_store_uri(conf))
 
 
+def build_notifier(conf: cfg.ConfigOpts, store: DataDriver) -> Notifier:
+    group = conf.notification
+    key = conf.signed_url.secret_key
+    return Notifier(
+        store,
+        workers=group.max_notifier_workers,
+        timeout=group.webhook_timeout,
+        require_confirmation=group.require_confirmation,
+        signer=Signer(key, conf.transport.default_subscription_ttl) if key else None,
+        mailer=Mailer(group.smtp_host, group.smtp_port, group.sender),
+    )
+
+
 def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
+    store = store if store is not None else build_store(conf)
     ctx = Context(
-        store=store if store is not None else build_store(conf),
+        store=store,
+        notifier=build_notifier(conf, store),
         limits=limits_from(conf),
         features=features_from(conf),
         authorize=policy.authorizer(conf),
@@ -58,7 +77,12 @@ def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
 
 def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settings:
     group = conf["drivers:transport:websocket"]
+    notify_bind = group.notification_bind or group.bind
+    wildcard = notify_bind in ("0.0.0.0", "::", "")
     return websocket.Settings(
+        notification_bind=notify_bind,
+        notification_port=group.notification_port,
+        notification_host=socket.gethostname() if wildcard else notify_bind,
         bind=group.bind,
         port=group.port,
         workers=group.workers,

@@ -5,12 +5,39 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from zaqar.api.settings import Features, Limits
-from zaqar.storage.base import Clock, DataDriver
+from zaqar.storage.base import Clock, DataDriver, Subscription
 
 # (rule name, caller's roles) -> allowed?
 Authorizer = Callable[[str, frozenset[str]], bool]
+
+
+class Notifier(Protocol):
+    """Delivers notifications off the request path; every method returns at once."""
+
+    def messages_posted(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
+        """Notify the queue's subscribers of new messages (one document per message)."""
+
+    def subscription_created(self, project: str | None, queue: str, subscription: Subscription) -> None:
+        """Send the confirmation request, when confirmations are required."""
+
+    def subscription_confirmed(self, project: str | None, queue: str, subscription: Subscription) -> None:
+        """Acknowledge a confirmation or unsubscription, when confirmations are required."""
+
+
+class SilentNotifier:
+    """For deployments and tests without notifications: drops everything."""
+
+    def messages_posted(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
+        return None
+
+    def subscription_created(self, project: str | None, queue: str, subscription: Subscription) -> None:
+        return None
+
+    def subscription_confirmed(self, project: str | None, queue: str, subscription: Subscription) -> None:
+        return None
 
 DEFAULT_RULES: dict[str, str] = {
     "health:get": "role:admin",
@@ -44,3 +71,4 @@ class Context:
     features: Features = Features()
     clock: Clock = time.time
     authorize: Authorizer = default_authorizer
+    notifier: Notifier = dataclasses.field(default_factory=SilentNotifier)

@@ -15,7 +15,9 @@ class Request:
     the websocket protocol's names (``queue_name``, ``messages``, ``ttl`` ...).
     ``content_length`` is the raw body size when the transport knows it
     (HTTP); size limits then apply to it, as upstream measures them, instead
-    of to the re-encoded parameter.
+    of to the re-encoded parameter. ``connection`` is the subscriber URL of
+    the persistent connection the request arrived on, when the transport has
+    one: a subscription created without a subscriber is bound to it.
     """
 
     action: str
@@ -25,6 +27,7 @@ class Request:
     roles: frozenset[str] = frozenset()
     content_length: int | None = None
     body_error: Exception | None = None
+    connection: str | None = None
 
     def raise_body_error(self) -> None:
         """Report a body the transport could not decode, once the checks that come first ran.

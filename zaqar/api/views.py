@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from zaqar.storage.base import Message, MessageStamp, QueueStats
+from zaqar.storage.base import Message, MessageStamp, QueueStats, Subscription
 
 
 def checksum(body: Any) -> str:
@@ -55,6 +55,12 @@ def stats(s: QueueStats, now: float, locate: Callable[[MessageStamp], dict[str, 
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp.created)),
             }
     return {"messages": counts}
+
+
+def subscription(s: Subscription) -> dict[str, Any]:
+    """All seven keys, always: python-zaqarclient indexes them directly."""
+    return {"id": s.id, "source": s.source, "subscriber": s.subscriber, "ttl": s.ttl, "age": s.age,
+            "options": s.options, "confirmed": s.confirmed}
 
 
 def query_value(value: Any) -> str:

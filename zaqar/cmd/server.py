@@ -17,6 +17,7 @@ from oslo_config import cfg
 from zaqar import bootstrap
 from zaqar import conf as zconf
 from zaqar.api import Api
+from zaqar.notification import Notifier
 from zaqar.transport import websocket, wsgi
 
 LOG = logging.getLogger("zaqar.server")
@@ -44,7 +45,9 @@ def _start_http(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
 
 
 def _start_websocket(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
-    server = websocket.WebSocketServer(api, bootstrap.websocket_settings(conf, api.ctx.limits))
+    settings = bootstrap.websocket_settings(conf, api.ctx.limits)
+    notifier = api.ctx.notifier if isinstance(api.ctx.notifier, Notifier) else None
+    server = websocket.WebSocketServer(api, settings, notifier=notifier)
     server.start()
     host, port = server.address
     LOG.info("serving websocket on ws://%s:%s/", host, port)
@@ -63,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     LOG.info("message store: %s", conf.drivers.message_store)
     sweeper = bootstrap.Sweeper(api.ctx.store, conf.gc_interval)
     sweeper.start()
+    notifier = api.ctx.notifier
+    if isinstance(notifier, Notifier):
+        notifier.start()
     stops = []
     starters = {"wsgi": _start_http, "websocket": _start_websocket}
     stopping = threading.Event()
@@ -81,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for stop_transport in reversed(stops):
             stop_transport()
+        if isinstance(notifier, Notifier):
+            notifier.stop()
         sweeper.stop()
         api.ctx.store.close()
         LOG.info("stopped")

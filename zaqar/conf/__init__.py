@@ -93,6 +93,27 @@ _WEBSOCKET = [
     cfg.FloatOpt(
         "handshake_timeout", default=10.0, min=0.1, help="Seconds allowed for the whole opening handshake."
     ),
+    cfg.HostAddressOpt(
+        "notification-bind",
+        help="Address of the endpoint that relays notifications to this process's connections, also "
+        "written into their subscriber URLs; default: the websocket bind address (the host name when "
+        "that is a wildcard). Must be reachable from every server process sharing the store.",
+    ),
+    cfg.PortOpt("notification-port", default=0, help="Port of that endpoint; 0: any free port."),
+]
+
+_NOTIFICATION = [
+    cfg.BoolOpt("require_confirmation", default=False,
+                help="Webhook and mail subscribers get nothing until they confirm (needs [signed_url])."),
+    cfg.IntOpt("max_notifier_workers", default=10, min=1, help="Concurrent webhook and mail deliveries."),
+    cfg.FloatOpt("webhook_timeout", default=5.0, min=0.1, help="Seconds to wait for a webhook's answer."),
+    cfg.HostAddressOpt("smtp_host", default="localhost", help="SMTP server for mailto: subscribers."),
+    cfg.PortOpt("smtp_port", default=25),
+    cfg.StrOpt("sender", default="zaqar@localhost", help="From address of notification mail."),
+]
+
+_SIGNED_URL = [
+    cfg.StrOpt("secret_key", secret=True, help="Key of pre-signed URLs (confirmations, share)."),
 ]
 
 _SQLITE = [
@@ -122,6 +143,8 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "drivers": _DRIVERS,
     "drivers:transport:wsgi": _WSGI,
     "drivers:transport:websocket": _WEBSOCKET,
+    "notification": _NOTIFICATION,
+    "signed_url": _SIGNED_URL,
     "drivers:message_store:sqlite": _SQLITE,
     "drivers:message_store:redis": _REDIS,
     "drivers:message_store:sqlalchemy": _SQLALCHEMY,

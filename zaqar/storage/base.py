@@ -327,6 +327,81 @@ class ClaimController(abc.ABC):
         """
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    source: str  # the queue name
+    subscriber: str
+    ttl: int
+    age: int  # seconds since creation or the last ttl change
+    options: dict[str, Any]
+    confirmed: bool
+
+
+class SubscriptionController(abc.ABC):
+    """Subscriptions of a queue, unique by (project, queue, subscriber).
+
+    A subscription lives ``ttl`` seconds from its creation, or from the last
+    update that set a ttl; expired ones are invisible everywhere, as if
+    deleted. Ids match ``[A-Za-z0-9_-]+`` and sort in creation order; lists
+    are ordered by id. Subscriptions do not depend on the queue record:
+    deleting a queue keeps them (upstream), ``delete_all`` removes them.
+    """
+
+    @abc.abstractmethod
+    def create(
+        self, project: str | None, queue: str, subscriber: str, ttl: int, options: Mapping[str, Any]
+    ) -> str:
+        """Store an unconfirmed subscription and return its id.
+
+        Raises SubscriptionAlreadyExists (carrying the live holder's id and
+        whether it is confirmed) when the queue already has that subscriber.
+        """
+
+    @abc.abstractmethod
+    def get(self, project: str | None, queue: str, subscription_id: str) -> Subscription:
+        """Raises SubscriptionDoesNotExist (also for malformed ids and other queues)."""
+
+    @abc.abstractmethod
+    def list(
+        self, project: str | None, queue: str, *, marker: str | None = None, limit: int = 10
+    ) -> list[Subscription]:
+        """Up to ``limit`` live subscriptions with ids strictly greater than ``marker``."""
+
+    @abc.abstractmethod
+    def update(
+        self,
+        project: str | None,
+        queue: str,
+        subscription_id: str,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Change the given fields (a new ttl counts from now; options are replaced whole).
+
+        Raises SubscriptionDoesNotExist, or SubscriptionAlreadyExists when the
+        new subscriber is taken by another subscription of the queue.
+        """
+
+    @abc.abstractmethod
+    def confirm(self, project: str | None, queue: str, subscription_id: str, confirmed: bool) -> None:
+        """Set the confirmed flag. Raises SubscriptionDoesNotExist."""
+
+    @abc.abstractmethod
+    def delete(self, project: str | None, queue: str, subscription_id: str) -> None:
+        """No error when missing."""
+
+    @abc.abstractmethod
+    def delete_all(self, project: str | None, queue: str) -> None:
+        """Remove every subscription of the queue (purge)."""
+
+    @abc.abstractmethod
+    def live(self, project: str | None, queue: str) -> list[Subscription]:
+        """Every unexpired subscription of the queue, for delivering notifications."""
+
+
 class DataDriver(abc.ABC):
     """The root object of a message store."""
 
@@ -343,6 +418,10 @@ class DataDriver(abc.ABC):
     @property
     @abc.abstractmethod
     def claims(self) -> ClaimController: ...
+
+    @property
+    @abc.abstractmethod
+    def subscriptions(self) -> SubscriptionController: ...
 
     @abc.abstractmethod
     def is_alive(self) -> bool:

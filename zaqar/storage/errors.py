@@ -9,12 +9,14 @@ of the wire contract (they become 404/409 descriptions).
     ├── DoesNotExist
     │   ├── QueueDoesNotExist
     │   ├── MessageDoesNotExist
-    │   └── ClaimDoesNotExist
+    │   ├── ClaimDoesNotExist
+    │   └── SubscriptionDoesNotExist
     ├── MessageIsClaimed        delete without the live claim's id (403)
     ├── MessageNotClaimed       a claim id given, but the message is free (400)
     ├── ClaimNotLive            a claim id that names no live claim (400)
     ├── Conflict
-    │   └── MessageConflict
+    │   ├── MessageConflict
+    │   └── SubscriptionAlreadyExists
     └── BackendUnavailable      the database cannot be reached (503)
 """
 
@@ -56,6 +58,13 @@ class ClaimDoesNotExist(DoesNotExist):
         super().__init__(cid=cid, queue=queue, project=project)
 
 
+class SubscriptionDoesNotExist(DoesNotExist):
+    template = "Subscription {sid} does not exist"
+
+    def __init__(self, sid: str) -> None:
+        super().__init__(sid=sid)
+
+
 class MessageIsClaimed(StorageError):
     template = "Message {mid} is claimed"
 
@@ -89,6 +98,18 @@ class MessageConflict(Conflict):
 
     def __init__(self, queue: str, project: str | None) -> None:
         super().__init__(queue=queue, project=project)
+
+
+class SubscriptionAlreadyExists(Conflict):
+    """The (project, queue, subscriber) triple is taken; ``sid`` and ``confirmed`` describe the holder."""
+
+    template = (
+        "Such subscription already exists. Subscriptions are unique by project + queue + subscriber URI."
+    )
+
+    def __init__(self, sid: str, confirmed: bool) -> None:
+        super().__init__()
+        self.sid, self.confirmed = sid, confirmed
 
 
 class BackendUnavailable(StorageError):

@@ -35,6 +35,10 @@ class FaultyDriver(DataDriver):
     def claims(self):
         return _Down()
 
+    @property
+    def subscriptions(self):
+        return _Down()
+
     def is_alive(self) -> bool:
         return False
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shutil
+import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+import redis.sentinel
 
 from tests import backends
 from tests.conftest import FakeClock
@@ -85,7 +90,7 @@ def test_parse_uri_unix_socket() -> None:
     "uri",
     [
         "sqlite:////tmp/x",
-        "redis+sentinel://h:26379/mymaster",
+        "rediss+sentinel://h:26379/mymaster",
         "redis://h/notanumber",
         "redis://h/0?prefix=",
         "redis://h/0?socket_timeout=soon",
@@ -425,3 +430,238 @@ def test_dead_letter_id_collision_gets_a_fresh_id(store: DataDriver, monkeypatch
     listed = store.messages.list("p", "dlq")
     assert [m.body for m in listed] == ["already", "moved"]
     assert listed[0].id == already and listed[1].id != already
+
+
+# -- Redis Sentinel ------------------------------------------------------------------
+
+
+def test_parse_sentinel_uri() -> None:
+    settings = parse_uri(
+        "redis+sentinel://:s%40cret@h1:26380,[::1],h3:26381/my%20master/3"
+        "?prefix=z%3A&socket_timeout=2.5&max_connections=7&sentinel_password=s%26p&ssl_ca_certs=/x"
+    )
+    assert settings.prefix == "z:"
+    sentinel = settings.sentinel
+    assert sentinel is not None
+    assert sentinel.service_name == "my master"
+    assert sentinel.addresses == (("h1", 26380), ("::1", 26379), ("h3", 26381))
+    conn = settings.connection
+    assert (conn["password"], conn["db"], conn["max_connections"]) == ("s@cret", 3, 7)
+    assert (conn["socket_timeout"], conn["socket_connect_timeout"]) == (2.5, 5.0)
+    assert conn["decode_responses"] is True and conn["retry"].get_retries() == 0
+    for name in ("host", "port", "ssl_ca_certs", "sentinel_password", "prefix"):
+        assert name not in conn
+    to_sentinels = sentinel.connection
+    assert to_sentinels["password"] == "s&p"  # the sentinels' own, never the master's
+    assert (to_sentinels["socket_timeout"], to_sentinels["socket_connect_timeout"]) == (2.5, 5.0)
+    assert to_sentinels["retry"].get_retries() == 0
+    assert "db" not in to_sentinels
+
+
+def test_parse_sentinel_uri_defaults() -> None:
+    settings = parse_uri("redis+sentinel://h/mymaster")
+    assert settings.prefix == DEFAULT_PREFIX
+    assert settings.sentinel is not None
+    assert settings.sentinel.addresses == (("h", 26379),)
+    assert settings.sentinel.service_name == "mymaster"
+    assert "password" not in settings.sentinel.connection
+    conn = settings.connection
+    assert conn.get("db", 0) == 0 and "password" not in conn
+    assert parse_uri("redis+sentinel://h/m/2?db=5").connection["db"] == 5  # the query wins, as for redis://
+    assert parse_uri("redis://h/0").sentinel is None
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "redis+sentinel://h:26379",
+        "redis+sentinel://h:26379/",
+        "redis+sentinel:///mymaster",
+        "redis+sentinel://h1,,h2/mymaster",
+        "redis+sentinel://h:port/mymaster",
+        "redis+sentinel://h:70000/mymaster",
+        "redis+sentinel://[::1/mymaster",
+        "redis+sentinel://[::1]x/mymaster",
+        "redis+sentinel://h/mymaster/notanumber",
+        "redis+sentinel://h/mymaster/0/1",
+        "redis+sentinel://h/mymaster?prefix=",
+        "redis+sentinel://h/mymaster?socket_timeout=soon",
+        "redis+sentinel://h/mymaster?max_connections=-1",
+    ],
+)
+def test_bad_sentinel_uris_raise_backend_unavailable(uri: str) -> None:
+    with pytest.raises(errors.BackendUnavailable):
+        DataDriver(uri)
+
+
+def test_bad_sentinel_uri_error_does_not_leak_passwords() -> None:
+    with pytest.raises(errors.BackendUnavailable) as raised:
+        DataDriver("redis+sentinel://:hunter2@h/mymaster/nope?sentinel_password=swordfish")
+    assert "hunter2" not in str(raised.value) and "swordfish" not in str(raised.value)
+
+
+def test_dead_sentinels_are_not_alive_and_every_call_is_unavailable(clock: FakeClock) -> None:
+    # Building it must not need a sentinel; with none answering there is no master to use.
+    uri = "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster?socket_connect_timeout=2"
+    store = DataDriver(uri, clock=clock)
+    try:
+        assert store.is_alive() is False
+        with pytest.raises(errors.BackendUnavailable):
+            store.queues.create("p", "q", {})
+        with pytest.raises(errors.BackendUnavailable):
+            store.messages.post("p", "q", [MessageDraft(body=1, ttl=60)], None)
+        with pytest.raises(errors.BackendUnavailable):
+            store.gc()
+    finally:
+        store.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sentinel:
+    port: int
+    service: str  # the name it monitors the test server under
+    master: tuple[str, int]  # the test server's address, as the sentinel reports it
+    credentials: str  # ``[user]:password@`` of the test server, or ""
+    db: int
+
+
+# What a failover (or the rescue of a master stuck in a script) would send to the master.
+_NEVER_SENT = ("SLAVEOF", "REPLICAOF", "CONFIG", "SCRIPT")
+
+
+def _config_value(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sentinel_config(directory: Path, port: int, service: str, master: dict[str, Any], ip: str) -> Path:
+    # Quorum 1 and no replicas: failing over is impossible anyway, and a master only counts as
+    # down after an hour of silence. Renaming the commands a failover (or a stuck-script rescue)
+    # would send to the master makes certain this sentinel can never reconfigure the real server.
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {_config_value(str(directory))}",
+        f"logfile {_config_value(str(directory / 'sentinel.log'))}",
+        f"sentinel monitor {service} {ip} {master.get('port', 6379)} 1",
+        f"sentinel down-after-milliseconds {service} 3600000",
+        f"sentinel failover-timeout {service} 3600000",
+        *(f"sentinel rename-command {service} {cmd} zaqar-test-disabled-{cmd}" for cmd in _NEVER_SENT),
+    ]
+    if master.get("username"):
+        lines.append(f"sentinel auth-user {service} {_config_value(master['username'])}")
+    if master.get("password"):
+        lines.append(f"sentinel auth-pass {service} {_config_value(master['password'])}")
+    conf = directory / "sentinel.conf"
+    conf.write_text("\n".join(lines) + "\n")  # the sentinel rewrites it: it must be writable
+    return conf
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_master(port: int, service: str, proc: subprocess.Popen[bytes]) -> dict[str, Any] | None:
+    """The sentinel's view of the master once it has heard from it (INFO gives the run id)."""
+    client = redis.Redis("127.0.0.1", port, decode_responses=True, socket_timeout=2)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                state = client.sentinel_master(service)
+            except redis.exceptions.ConnectionError:
+                state = None
+            if state and state.get("runid") and state["is_master"] and not state["is_sdown"]:
+                return state
+            time.sleep(0.05)
+        return None
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Sentinel]:
+    """A private sentinel monitoring the test server under a service name of its own."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not on PATH: CI must test Redis Sentinel for real")
+        pytest.skip("redis-server is not on PATH")
+    master = redis.connection.parse_url(backends._base(backends.REDIS_ENV))
+    if "host" not in master:
+        pytest.skip("a sentinel can only monitor a TCP Redis URL")
+    ip = socket.getaddrinfo(master["host"], master.get("port", 6379), type=socket.SOCK_STREAM)[0][4][0]
+    service = f"zaqar-test-{uuid.uuid4().hex}"
+    user, password = (quote(master.get(name) or "", safe="") for name in ("username", "password"))
+    for _ in range(3):  # the free port may be taken before the sentinel binds it
+        directory = tmp_path_factory.mktemp("sentinel")
+        port = _free_port()
+        conf = _sentinel_config(directory, port, service, master, ip)
+        proc = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        try:
+            state = _wait_for_master(port, service, proc)
+            if state is None:
+                if proc.poll() is not None:
+                    continue
+                log = (directory / "sentinel.log").read_text(errors="replace")
+                pytest.fail(f"the sentinel never reported its master:\n{log[-2000:]}")
+            assert state["num-slaves"] == 0  # nothing it could ever promote
+            yield _Sentinel(
+                port=port,
+                service=service,
+                master=(state["ip"], int(state["port"])),
+                credentials=f"{user}:{password}@" if password else "",
+                db=int(master.get("db", 0)),
+            )
+            return
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    pytest.fail("the sentinel did not start (no free port?)")
+
+
+def _sentinel_uri(sentinel: _Sentinel, service: str, query: str) -> str:
+    where = f"{sentinel.credentials}127.0.0.1:{sentinel.port}"
+    return f"redis+sentinel://{where}/{quote(service, safe='')}/{sentinel.db}?{query}"
+
+
+def test_post_list_claim_through_a_sentinel(sentinel: _Sentinel, clock: FakeClock) -> None:
+    with backends.redis_uri() as direct:  # its prefix, and the removal of its keys afterwards
+        prefix = parse_uri(direct).prefix
+        query = f"prefix={quote(prefix)}&socket_timeout=5&max_connections=4"
+        store = DataDriver(_sentinel_uri(sentinel, sentinel.service, query), clock=clock)
+        try:
+            assert store.is_alive() is True
+            posted = store.messages.post("p", "q", [MessageDraft(body=i, ttl=600) for i in range(3)], None)
+            assert [m.body for m in store.messages.list("p", "q", echo=True)] == [0, 1, 2]
+            cid, claimed = store.claims.create("p", "q", ttl=60, grace=60, limit=2)
+            assert cid is not None and [m.id for m in claimed] == posted[:2]
+            assert [m.id for m in store.claims.get("p", "q", cid).messages] == posted[:2]
+            assert [m.id for m in store.messages.list("p", "q", echo=True)] == posted[2:]
+            store.claims.delete("p", "q", cid)
+            assert [m.id for m in store.messages.pop("p", "q", 5)] == posted
+            pool = store._backend.pool
+            assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+            assert pool.get_master_address() == sentinel.master
+            assert _keys(prefix + "*")  # the writes went to the test server
+        finally:
+            store.close()
+
+
+def test_unknown_sentinel_service_is_unavailable(sentinel: _Sentinel, clock: FakeClock) -> None:
+    unknown = f"zaqar-test-unknown-{uuid.uuid4().hex}"
+    store = DataDriver(_sentinel_uri(sentinel, unknown, "prefix=zaqar-test-never%3A"), clock=clock)
+    try:
+        assert store.is_alive() is False
+        with pytest.raises(errors.BackendUnavailable):
+            store.queues.list("p")
+        with pytest.raises(errors.BackendUnavailable):
+            store.messages.post("p", "q", [MessageDraft(body=1, ttl=60)], None)
+    finally:
+        store.close()

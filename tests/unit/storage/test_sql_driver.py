@@ -30,6 +30,7 @@ from zaqar.storage.sql import messages as sql_messages
 from zaqar.storage.sql.database import ATTEMPTS, create_engine, parse_uri
 
 DEAD_PG = "postgresql://postgres@127.0.0.1:1/x"
+ALL_VERSIONS = [step.version for step in migrations.STEPS]
 MYSQL_ENV = "ZAQAR_TEST_MYSQL_URL"
 
 
@@ -198,7 +199,7 @@ def test_starts_before_the_database_and_migrates_once_it_answers(uri: str, clock
             driver.messages.post("p", "q", _drafts(1), None)
         proxy.up()
         assert driver.messages.post("p", "q", _drafts(1), None)
-        assert _versions(driver) == [1]
+        assert _versions(driver) == ALL_VERSIONS
         proxy.down()  # an outage after start: every connection is reset
         with pytest.raises(errors.BackendUnavailable):
             driver.messages.list("p", "q")
@@ -271,7 +272,7 @@ def test_drivers_opening_at_once_migrate_exactly_once(uri: str, clock: FakeClock
     _run_threads(4, open_driver)
     try:
         assert failures == []
-        assert _versions(opened[0]) == [1]
+        assert _versions(opened[0]) == ALL_VERSIONS
         opened[0].messages.post("p", "q", _drafts(1), None)
         assert len(opened[3].messages.list("p", "q")) == 1
     finally:
@@ -293,6 +294,47 @@ def test_migrated_schema_matches_the_query_tables(store: DataDriver) -> None:
         "messages_by_claim",
         "messages_by_expiry",
     }
+    _assert_subscription_indexes(store._db.engine)
+
+
+def _assert_subscription_indexes(engine: sa.Engine) -> None:
+    indexes = {ix["name"]: ix for ix in sa.inspect(engine).get_indexes("subscriptions")}
+    unique = indexes["subscriptions_by_subscriber"]
+    assert unique["unique"] and unique["column_names"] == ["project", "queue", "subscriber_hash"]
+    assert "subscriptions_by_expiry" in indexes
+
+
+def test_a_version_1_database_upgrades_to_subscriptions(uri: str, clock: FakeClock) -> None:
+    engine = create_engine(uri)
+    try:
+        assert migrations.upgrade(engine, clock, migrations.STEPS[:1]) == 1  # as the first release left it
+        assert "subscriptions" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    old = DataDriver(uri, clock=clock)  # opening it upgrades
+    try:
+        assert _versions(old) == ALL_VERSIONS
+        _assert_subscription_indexes(old._db.engine)
+        sid = old.subscriptions.create("p", "q", "http://a", 60, {"k": [1]})
+        assert old.subscriptions.get("p", "q", sid).options == {"k": [1]}
+    finally:
+        old.close()
+
+
+def test_an_interrupted_subscriptions_step_completes(store: DataDriver, uri: str, clock: FakeClock) -> None:
+    # As MySQL may leave it after a crash: the table is there (DDL commits at
+    # once), its unique index and the version row are not.
+    def undo(conn: sa.Connection) -> None:
+        conn.execute(sa.text("DROP INDEX subscriptions_by_subscriber"))
+        conn.execute(sa.delete(tables.schema_version).where(tables.schema_version.c.version == 2))
+
+    store._db.write(undo)
+    reopened = DataDriver(uri, clock=clock)
+    try:
+        assert _versions(reopened) == ALL_VERSIONS
+        _assert_subscription_indexes(reopened._db.engine)
+    finally:
+        reopened.close()
 
 
 def _add_note_column(conn: sa.Connection) -> None:
@@ -301,18 +343,19 @@ def _add_note_column(conn: sa.Connection) -> None:
 
 def test_a_later_step_adds_a_column_once(store: DataDriver, uri: str, clock: FakeClock) -> None:
     store.queues.create("p", "kept", {"a": 1})
-    steps = (*migrations.STEPS, migrations.Step(2, "queue notes", _add_note_column))
+    later = migrations.latest() + 1
+    steps = (*migrations.STEPS, migrations.Step(later, "queue notes", _add_note_column))
     engine = create_engine(uri)
     try:
-        assert migrations.upgrade(engine, clock, steps) == 2
-        assert migrations.upgrade(engine, clock, steps) == 2  # a second ALTER would fail
+        assert migrations.upgrade(engine, clock, steps) == later
+        assert migrations.upgrade(engine, clock, steps) == later  # a second ALTER would fail
         columns = [col["name"] for col in sa.inspect(engine).get_columns("queues")]
         assert columns[-1] == "note"
     finally:
         engine.dispose()
-    assert _versions(store) == [1, 2]
+    assert _versions(store) == [*ALL_VERSIONS, later]
     assert store.queues.get_metadata("p", "kept") == {"a": 1}
-    # This code only knows version 1: it must not write to a newer schema.
+    # This code does not know the added step: it must not write to a newer schema.
     with pytest.raises(errors.BackendUnavailable, match="newer"):
         DataDriver(uri, clock=clock)
 
@@ -403,6 +446,25 @@ def test_gc_deletes_in_batches_and_drops_dead_claims(
     assert store.messages.get("p", "q", kept).claim_id == cid  # still deletes it
 
 
+def test_gc_drops_expired_subscriptions(store: DataDriver, clock: FakeClock) -> None:
+    store.subscriptions.create("p", "q", "http://short", 60, {})
+    kept = store.subscriptions.create("p", "q", "http://long", 120, {})
+    clock.advance(61)
+    assert store.gc() == 0  # still the count of messages only
+    rows = sa.select(tables.subscriptions.c.id)
+    assert store._db.read(lambda conn: list(conn.execute(rows).scalars())) == [kept]
+
+
+def test_subscribers_of_any_length_are_unique(store: DataDriver) -> None:
+    # The unique key is a hash of the subscriber, so no index length limit applies.
+    long = "http://example.com/" + "\U0001f422" * 5000
+    sid = store.subscriptions.create("p" * 256, "q" * 64, long, 60, {})
+    assert store.subscriptions.get("p" * 256, "q" * 64, sid).subscriber == long
+    with pytest.raises(errors.SubscriptionAlreadyExists):
+        store.subscriptions.create("p" * 256, "q" * 64, long, 60, {})
+    assert store.subscriptions.create("p" * 256, "q" * 64, long + "x", 60, {}) != sid
+
+
 # -- MySQL / MariaDB -----------------------------------------------------------------
 
 
@@ -428,7 +490,7 @@ def test_mysql_smoke(mysql_uri: str, clock: FakeClock) -> None:
     drivers = [DataDriver(mysql_uri, clock=clock) for _ in range(2)]
     try:
         store = drivers[0]
-        assert _versions(store) == [1]
+        assert _versions(store) == ALL_VERSIONS
         assert store.queues.create("p", "Q", {}) is True
         assert store.queues.create("p", "q", {}) is True  # names are case-sensitive
         assert store.queues.create("p", "q", {}) is False
@@ -452,6 +514,14 @@ def test_mysql_smoke(mysql_uri: str, clock: FakeClock) -> None:
         clock.advance(11)
         assert store.claims.create("p", "d", ttl=10, grace=0, limit=5, dead_letter=dead_letter) == (None, [])
         assert store.messages.get("p", "dlq", mid).claim_count == 1
+        # Subscribers compare exactly (no case folding, no PAD SPACE), whatever their length.
+        long = "http://example.com/" + "\U0001f422" * 5000
+        subscribers = [long, long.upper(), long + " "]
+        subscribed = [store.subscriptions.create("p", "q", uri, 60, {}) for uri in subscribers]
+        with pytest.raises(errors.SubscriptionAlreadyExists) as taken:
+            drivers[1].subscriptions.create("p", "q", long, 60, {})
+        assert taken.value.sid == subscribed[0]
+        assert [sub.subscriber for sub in store.subscriptions.live("p", "q")] == subscribers
     finally:
         for driver in drivers:
             driver.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("queues", "messages", "claims", "system")
+MODULES = ("queues", "messages", "claims", "subscriptions", "system")
 
 
 def load() -> None:

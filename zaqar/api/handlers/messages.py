@@ -64,6 +64,14 @@ def _draft(ctx: Context, item: Any, meta: dict[str, Any]) -> MessageDraft:
     return MessageDraft(item["body"], ttl, delay)
 
 
+def _notification(draft: MessageDraft, queue: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The document subscribers get: the message as posted after defaults, without id (§6.8)."""
+    document = {"body": draft.body, "ttl": draft.ttl, "queue_name": queue, "Message_Type": "Notification"}
+    if meta.get("_default_message_delay"):
+        document["delay"] = draft.delay
+    return document
+
+
 @operation("message_post", unavailable="Messages could not be enqueued.")
 def message_post(ctx: Context, req: Request) -> Response:
     validation.client_id(req.client_id, ctx.limits)
@@ -84,6 +92,7 @@ def message_post(ctx: Context, req: Request) -> Response:
         raise errors.BadRequest("No messages to enqueu.")
     drafts = [_draft(ctx, item, meta) for item in messages]
     ids = ctx.store.messages.post(req.project_id, queue, drafts, req.client_id)
+    ctx.notifier.messages_posted(req.project_id, queue, [_notification(d, queue, meta) for d in drafts])
     base = f"/v2/queues/{queue}/messages"
     return Response(
         201,

@@ -124,4 +124,6 @@ def queue_purge(ctx: Context, req: Request) -> Response:
         # NOTE: purge pops, so messages under a live claim survive it (upstream).
         while ctx.store.messages.pop(req.project_id, name, _PURGE_BATCH):
             pass
+    if "subscriptions" in types:
+        ctx.store.subscriptions.delete_all(req.project_id, name)
     return Response(204)

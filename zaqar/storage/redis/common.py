@@ -16,6 +16,8 @@ percent-encoded queue name; every key starts with ``P``):
   not rewrite bodies).
 * ``P{T}:q:Q:claim`` hash, claim id -> claim record (see ``lua_claims``).
 * ``P{T}:q:Q:claims`` / ``:stale`` sorted sets of claim ids by expiry.
+* ``P{T}:s:Q`` and ``P{T}:s:Q:*``  the queue's subscriptions, apart from its
+  ``:q:`` keys so deleting the queue keeps them (see ``subscriptions``).
 
 ``T`` is ``~`` for the project ``None`` and ``p`` + the encoded name
 otherwise, so ``None`` differs from every string project, ``""`` included.
@@ -108,6 +110,9 @@ class Backend:
 
     def queue_key(self, project: str | None, name: str) -> str:
         return f"{self.project_key(project)}:q:{quote(name, safe='')}"
+
+    def subscriptions_key(self, project: str | None, queue: str) -> str:
+        return f"{self.project_key(project)}:s:{quote(queue, safe='')}"
 
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:

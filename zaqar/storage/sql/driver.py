@@ -23,6 +23,7 @@ from zaqar.storage.sql.claims import ClaimController
 from zaqar.storage.sql.database import Database, create_engine, is_unreachable
 from zaqar.storage.sql.messages import MessageController
 from zaqar.storage.sql.queues import QueueController
+from zaqar.storage.sql.subscriptions import SubscriptionController, delete_expired
 from zaqar.storage.sql.tables import claims, messages
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class DataDriver(base.DataDriver):
         self._queues = QueueController(self._db, clock)
         self._messages = MessageController(self._db, clock)
         self._claims = ClaimController(self._db, clock)
+        self._subscriptions = SubscriptionController(self._db, clock)
 
     @property
     def queues(self) -> QueueController:
@@ -90,6 +92,10 @@ class DataDriver(base.DataDriver):
     @property
     def claims(self) -> ClaimController:
         return self._claims
+
+    @property
+    def subscriptions(self) -> SubscriptionController:
+        return self._subscriptions
 
     def is_alive(self) -> bool:
         if self._db.closed:
@@ -109,6 +115,7 @@ class DataDriver(base.DataDriver):
             if batch < GC_BATCH:
                 break
         self._db.write(lambda conn: _gc_claims(conn, now))
+        self._db.write(lambda conn: delete_expired(conn, now))
         return removed
 
     def close(self) -> None:

@@ -108,7 +108,42 @@ def _initial(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
-STEPS: tuple[Step, ...] = (Step(1, "queues, messages and claims", _initial),)
+def _v2_subscriptions(md: sa.MetaData) -> sa.Table:
+    subscriptions = sa.Table(
+        "subscriptions",
+        md,
+        sa.Column("project", tables.name_type(MYSQL_PROJECT_LENGTH), primary_key=True),
+        sa.Column("queue", tables.name_type(MYSQL_QUEUE_LENGTH), primary_key=True),
+        sa.Column("id", tables.name_type(ID_LENGTH), primary_key=True),
+        sa.Column("subscriber", tables.document_type(), nullable=False),
+        sa.Column("subscriber_hash", tables.name_type(64), nullable=False),
+        sa.Column("ttl", sa.BigInteger, nullable=False),
+        sa.Column("updated", sa.Double, nullable=False),
+        sa.Column("expires", sa.Double, nullable=False),
+        sa.Column("options", tables.document_type(), nullable=False),
+        sa.Column("confirmed", sa.Boolean, nullable=False),
+        **_INNODB,
+    )
+    s = subscriptions.c
+    sa.Index("subscriptions_by_subscriber", s.project, s.queue, s.subscriber_hash, unique=True)
+    sa.Index("subscriptions_by_expiry", s.expires)
+    return subscriptions
+
+
+def _subscriptions(conn: sa.Connection) -> None:
+    # Table and indexes each checked first, so that on MySQL (where every
+    # CREATE commits at once) a step interrupted between them completes on
+    # the next start instead of leaving the table without its unique index.
+    table = _v2_subscriptions(sa.MetaData())
+    table.create(conn, checkfirst=True)
+    for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
+        index.create(conn, checkfirst=True)
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "queues, messages and claims", _initial),
+    Step(2, "subscriptions", _subscriptions),
+)
 
 
 def latest(steps: Sequence[Step] = STEPS) -> int:

@@ -17,6 +17,13 @@ Layout decisions (the same as the SQLite store's, see ``sqlite/schema.py``):
   remembers what the messages cannot: the claim's ttl and renewal time.
 * Times are seconds since the epoch from the driver's clock (DOUBLE), never
   the database's ``now()``, so tests can move time.
+* A subscription is unique by (project, queue, subscriber), enforced by a
+  unique index on the SHA-256 of the subscriber (``subscriber_hash``) rather
+  than on the URI itself: subscriber URIs have no length limit, and neither a
+  PostgreSQL b-tree entry (~2.7 KB) nor a MySQL index key (3072 bytes, of
+  which project and queue take 2064) could hold an arbitrary one. The URI is
+  kept whole in ``subscriber``. ``updated`` is when the current ttl started
+  (creation or the last ttl change), ``expires`` = ``updated + ttl``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sqlalchemy.dialects import mysql
 MYSQL_PROJECT_LENGTH = 260
 MYSQL_QUEUE_LENGTH = 256
 ID_LENGTH = 32
+DIGEST_LENGTH = 64  # hex SHA-256
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -46,7 +54,7 @@ def name_type(mysql_length: int) -> sa.types.TypeEngine[str]:
 
 
 def document_type() -> sa.types.TypeEngine[str]:
-    """JSON text of a body or metadata; MySQL's TEXT stops at 64 KiB, message posts may be larger."""
+    """Unbounded text (JSON of a body, metadata or options; a subscriber URI): MySQL TEXT stops at 64 KiB."""
     return sa.Text().with_variant(mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
 
 
@@ -114,4 +122,19 @@ claims = sa.Table(
     sa.Column("ttl", sa.Integer, nullable=False),
     sa.Column("updated", sa.Double, nullable=False),
     sa.Column("expires", sa.Double, nullable=False),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("project", name_type(MYSQL_PROJECT_LENGTH), primary_key=True),
+    sa.Column("queue", name_type(MYSQL_QUEUE_LENGTH), primary_key=True),
+    sa.Column("id", name_type(ID_LENGTH), primary_key=True),
+    sa.Column("subscriber", document_type(), nullable=False),
+    sa.Column("subscriber_hash", name_type(DIGEST_LENGTH), nullable=False),
+    sa.Column("ttl", sa.BigInteger, nullable=False),
+    sa.Column("updated", sa.Double, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False),
+    sa.Column("options", document_type(), nullable=False),
+    sa.Column("confirmed", sa.Boolean, nullable=False),
 )

@@ -17,6 +17,7 @@ from zaqar.storage.sqlite.claims import ClaimController
 from zaqar.storage.sqlite.common import Database, unavailable
 from zaqar.storage.sqlite.messages import MessageController
 from zaqar.storage.sqlite.queues import QueueController
+from zaqar.storage.sqlite.subscriptions import SubscriptionController
 
 _SCHEME = "sqlite://"
 
@@ -68,6 +69,7 @@ class DataDriver(base.DataDriver):
         self._queues = QueueController(self._db, clock)
         self._messages = MessageController(self._db, clock)
         self._claims = ClaimController(self._db, clock)
+        self._subscriptions = SubscriptionController(self._db, clock)
 
     def _prepare(self, path: str) -> None:
         """Open the file once now, so a bad path fails at startup rather than on first request."""
@@ -94,6 +96,10 @@ class DataDriver(base.DataDriver):
     @property
     def claims(self) -> ClaimController:
         return self._claims
+
+    @property
+    def subscriptions(self) -> SubscriptionController:
+        return self._subscriptions
 
     def is_alive(self) -> bool:
         try:
@@ -123,6 +129,7 @@ class DataDriver(base.DataDriver):
                 " AND m.claim_expires > ?)",
                 (now, now),
             )
+            conn.execute("DELETE FROM subscriptions WHERE expires <= ?", (now,))
         return removed
 
     def close(self) -> None:

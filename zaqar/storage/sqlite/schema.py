@@ -11,6 +11,17 @@ Layout decisions:
 * Liveness of a claim is decided from the messages alone (``claim_id`` plus a
   copy of the claim's expiry in ``claim_expires``), so the ``claims`` table
   only remembers what the messages cannot: the claim's ttl and renewal time.
+* ``subscriptions`` does not reference the queue record (deleting a queue
+  keeps its subscriptions). ``updated`` is when the current ttl started
+  counting (creation or the last ttl change), so ``expires = updated + ttl``
+  and the age is ``now - updated``. Expired rows are dead: every write on a
+  queue's subscriptions deletes them first, so they never hold the
+  UNIQUE (project, queue, subscriber) slot against a newcomer.
+
+Every statement is idempotent (``IF NOT EXISTS``), so opening a file written
+by an earlier version of this module adds the tables it lacks. Adding tables
+that older code never reads does not change ``SCHEMA_VERSION``: bumping it
+would make older code refuse a file it can still use unchanged.
 """
 
 from __future__ import annotations
@@ -66,6 +77,23 @@ _STATEMENTS = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires)",
+    """
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        project TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        id TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        ttl INTEGER NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        expires REAL NOT NULL,
+        options TEXT NOT NULL,
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (project, queue, id),
+        UNIQUE (project, queue, subscriber)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS subscriptions_by_expiry ON subscriptions (expires)",
 )
 
 

@@ -65,6 +65,7 @@ class ZaqarSocket(WebSocket):  # type: ignore[misc]
         self.dead = False  # the peer is gone or was given up on: answer nothing more
         self.last_seen = self.last_sent = time.monotonic()
         self.discard_until: float | None = None
+        self.session: Any = None  # the protocol's per-connection state, set by the server
 
     # -- what the poller should wait for -------------------------------------
     def wants_read(self) -> bool:

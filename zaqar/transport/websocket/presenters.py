@@ -63,6 +63,11 @@ PRESENTERS: dict[str, Presenter] = {
     "claim_create": _claim_create,
     "claim_get": lambda r, p: (200, {"age": r.data.age, "ttl": r.data.ttl,
                                      "messages": [message(m) for m in r.data.messages]}),
+    "subscription_create": lambda r, p: (
+        (201, {"subscription_id": r.data[0], "message": f"Subscription {p['queue_name']} created."})
+        if r.data[1] else (409, f"Subscription {p['queue_name']} not created.")),
+    "subscription_list": lambda r, p: (200, {"subscriptions": r.body["subscriptions"]}),
+    "subscription_delete": _text("Subscription {subscription_id} removed."),
     "claim_update": _text("Claim {claim_id} updated."),
     "claim_delete": _text("Claim {claim_id} deleted."),
 }
@@ -70,6 +75,8 @@ PRESENTERS: dict[str, Presenter] = {
 # Errors the websocket reports differently from HTTP: get-many finding nothing is an empty page.
 ERROR_PRESENTERS: dict[tuple[str, int], Presenter] = {
     ("message_get_many", 404): lambda r, p: (200, {"messages": []}),
+    # [U] any duplicate is a conflict here, confirmed or not
+    ("subscription_create", 409): lambda r, p: (409, f"Subscription {p['queue_name']} not created."),
 }
 
 

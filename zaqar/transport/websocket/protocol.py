@@ -8,6 +8,7 @@ so every protocol rule is testable without a connection.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -87,7 +88,32 @@ def _roles(headers: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(r.strip() for r in raw.split(",") if r.strip())
 
 
-def handle_document(api: Api, doc: Any) -> dict[str, Any]:
+@dataclasses.dataclass(slots=True)
+class Session:
+    """What one connection remembers between frames: its push address and bound subscriptions.
+
+    ``subscriber`` is the URL notifications for this connection are sent to
+    (websocket.md §9.1); ``bound`` the subscriptions created through it, which
+    go when it closes; ``push_binary`` the encoding of the last of those
+    creations, which pushed notifications use (§9.3).
+    """
+
+    subscriber: str | None = None
+    push_binary: bool = False
+    bound: set[tuple[str | None, str, str]] = dataclasses.field(default_factory=set)
+
+
+def forget(api: Api, session: Session) -> None:
+    """Delete the subscriptions a closed connection created (websocket.md §9.2)."""
+    for project, queue, sid in list(session.bound):
+        api.handle(Request("subscription_delete", project_id=project,
+                           params={"queue_name": queue, "subscription_id": sid}))
+    session.bound.clear()
+
+
+def handle_document(
+    api: Api, doc: Any, session: Session | None = None, binary: bool = False
+) -> dict[str, Any]:
     """The reply envelope for one decoded frame (websocket.md §5 processing order)."""
     if not isinstance(doc, dict):
         return _reply(_NO_REQUEST, 400, {"error": "Unexpected body type. Expected dict or dict like."})
@@ -113,18 +139,23 @@ def handle_document(api: Api, doc: Any) -> dict[str, Any]:
             return _reply(echo, exc.status, presenters.error_body(exc))
     params = schemas.accepted(action, body if body is not None else {})
     request = Request(action=action, project_id=project, client_id=headers.get("Client-ID"),
-                      params=params, roles=_roles(headers))
+                      params=params, roles=_roles(headers),
+                      connection=session.subscriber if session is not None else None)
     status, reply_body = presenters.present(action, api.handle(request), params)
+    bound = action == "subscription_create" and status == 201 and "subscriber" not in params
+    if session is not None and bound:
+        session.push_binary = binary
+        session.bound.add((project, params["queue_name"], reply_body["subscription_id"]))
     return _reply(echo, status, reply_body)
 
 
-def handle_frame(api: Api, data: bytes, binary: bool) -> bytes:
+def handle_frame(api: Api, data: bytes, binary: bool, session: Session | None = None) -> bytes:
     """Answer one frame; the reply uses the frame's own encoding. Never raises for bad input."""
     try:
         doc = decode(data, binary)
     except ValueError as exc:
         return encode(_reply(_NO_REQUEST, 400, {"error": str(exc)}), binary)
-    reply = handle_document(api, doc)
+    reply = handle_document(api, doc, session, binary)
     try:
         return encode(reply, binary)
     except (TypeError, ValueError, OverflowError) as exc:

@@ -18,7 +18,7 @@ _TYPES = {
     "uri": "string", "limit": "integer", "ttl": "integer", "grace": "integer", "pop": "integer",
     "weight": "integer", "echo": "boolean", "include_claimed": "boolean", "detailed": "boolean",
     "messages": "array", "message_ids": "array", "claim_ids": "array", "resource_types": "array",
-    "options": "object", "capabilities": "object", "metadata": "object",
+    "options": "object", "capabilities": "object", "metadata": "object", "confirmed": "boolean",
 }
 
 # action -> (required body fields, optional body fields)
@@ -39,6 +39,12 @@ _BODIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "claim_get": (("queue_name", "claim_id"), ()),
     "claim_update": (("queue_name", "claim_id"), ("ttl", "grace")),
     "claim_delete": (("queue_name", "claim_id"), ()),
+    "subscription_list": (("queue_name",), ("marker", "limit")),
+    "subscription_create": (("queue_name",), ("subscriber", "ttl", "options")),
+    "subscription_get": (("queue_name", "subscription_id"), ()),
+    "subscription_update": (("queue_name", "subscription_id"), ("subscriber", "ttl", "options")),
+    "subscription_confirm": (("queue_name", "subscription_id", "confirmed"), ()),
+    "subscription_delete": (("queue_name", "subscription_id"), ()),
     "get_home_doc": ((), ()),
     "check_node_health": ((), ()),
     "ping_node": ((), ()),
@@ -91,6 +97,9 @@ def accepted(action: str, body: Mapping[str, Any]) -> dict[str, Any]:
     delayed = fields.get("include_delayed")
     if isinstance(delayed, str) and (delayed in _TRUE or delayed in _FALSE):
         fields["include_delayed"] = delayed in _TRUE  # [U] also accepted as a string here
+    if action == "subscription_update":  # HTTP PATCHes a document; here its fields sit in the body
+        changes = {k: fields.pop(k) for k in ("subscriber", "ttl", "options") if k in fields}
+        fields["subscription"] = changes
     return fields
 VALIDATORS: dict[str, jsonschema.Draft7Validator] = {
     action: jsonschema.Draft7Validator(_envelope(action)) for action in ACTIONS

@@ -16,15 +16,23 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 from zaqar.api import Api
-from zaqar.transport.websocket import handshake, protocol
+from zaqar.transport.websocket import endpoint, handshake, protocol
 from zaqar.transport.websocket.connection import Limits, ZaqarSocket
 
 LOG = logging.getLogger("zaqar.transport.websocket")
 
 _READ, _WRITE = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
+
+
+class LocalRegistry(Protocol):
+    """The notifier side: where to hand notifications for this process's connections."""
+
+    def register_local(self, base_url: str, push: Callable[[str, dict[str, Any]], bool]) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +44,9 @@ class Settings:
     idle_timeout: float = 0.0  # seconds without a frame before closing; 0 = never
     handshake_timeout: float = 10.0  # for the whole opening handshake, not per read
     send_timeout: float = 30.0  # a peer leaving replies unread this long is dropped
+    notification_bind: str | None = None  # endpoint for connection-bound subscriptions; None: bind
+    notification_port: int = 0  # 0: any free port
+    notification_host: str | None = None  # host written into subscriber URLs; None: the bound address
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,9 +59,14 @@ class _Opening:
 
 
 class WebSocketServer:
-    def __init__(self, api: Api, settings: Settings) -> None:
+    def __init__(self, api: Api, settings: Settings, notifier: LocalRegistry | None = None) -> None:
         self.settings = settings
-        self._handler = functools.partial(protocol.handle_frame, api)
+        self._api, self._notifier = api, notifier
+        self._by_id: dict[str, ZaqarSocket] = {}
+        bind = settings.notification_bind or settings.bind
+        self._endpoint = endpoint.NotificationEndpoint(bind, settings.notification_port, self.push)
+        host = settings.notification_host or bind
+        self.notification_url = f"http://{host}:{self._endpoint.port}/"
         self._workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="zaqar-ws-worker")
         self._limits = Limits(max_frame=settings.max_frame_size, stall_timeout=settings.send_timeout)
         self._epoll = select.epoll()
@@ -71,6 +87,9 @@ class WebSocketServer:
         return len(self._connections)
 
     def start(self) -> None:
+        self._endpoint.start()
+        if self._notifier is not None:
+            self._notifier.register_local(self.notification_url, self.push)
         self._running.set()
         self._epoll.register(self._listener.fileno(), select.EPOLLIN)
         self._thread = threading.Thread(target=self._loop, name="zaqar-ws-io", daemon=True)
@@ -134,9 +153,14 @@ class WebSocketServer:
             self._refuse(fd, exc)
             return
         self._forget_opening(fd, close=False)
-        ws = ZaqarSocket(opening.sock, self._handler, self._workers, self._limits, self._update)
+        session = protocol.Session()
+        handler = functools.partial(protocol.handle_frame, self._api, session=session)
+        ws = ZaqarSocket(opening.sock, handler, self._workers, self._limits, self._update)
+        ws.session = session
+        session.subscriber = self.notification_url + ws.id
         with self._lock:
             self._connections[fd] = ws
+            self._by_id[ws.id] = ws
             self._epoll.register(fd, _READ)
         ws.send_raw(handshake.accept(headers["sec-websocket-key"]))
         LOG.debug("websocket %s connected", ws.id)
@@ -210,14 +234,34 @@ class WebSocketServer:
                 ws.close_and_discard(1001, "Idle timeout.")
                 self._update(ws)
 
-    def _drop(self, ws: ZaqarSocket) -> None:
+    def push(self, connection_id: str, document: dict[str, Any]) -> bool:
+        """Send a notification to a connection of this process; False if it is not here."""
+        ws = self._by_id.get(connection_id)
+        if ws is None or ws.dead or ws.session is None:
+            return False
+        binary = ws.session.push_binary
+        try:
+            ws.send(protocol.encode(document, binary), binary=binary)
+        except Exception as exc:  # closed meanwhile: ws4py's stream is gone
+            LOG.debug("push to %s failed: %s", connection_id, exc)
+            return False
+        return True
+
+    def _drop(self, ws: ZaqarSocket, *, forget_now: bool = False) -> None:
         with self._lock:
             if self._connections.pop(ws.fd, None) is None:
                 return
+            self._by_id.pop(ws.id, None)
             try:
                 self._epoll.unregister(ws.fd)
             except OSError as exc:
                 LOG.debug("unregister %s: %s", ws.id, exc)
+        if ws.session is not None and ws.session.bound:
+            # The connection's subscriptions go with it (websocket.md §9.2), off the I/O thread.
+            if forget_now:
+                protocol.forget(self._api, ws.session)
+            else:
+                self._workers.submit(protocol.forget, self._api, ws.session)
         ws.give_up()
         if ws.sock is not None:
             ws.terminate()
@@ -241,6 +285,7 @@ class WebSocketServer:
                 ws.flush()
             time.sleep(0.01)
         for ws in connections:
-            self._drop(ws)
+            self._drop(ws, forget_now=True)
+        self._endpoint.stop()
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._epoll.close()

@@ -55,6 +55,10 @@ SPECS: dict[str, HttpSpec] = {
     "message_delete": HttpSpec(query=_q(claim_id=STR)),
     "claim_create": HttpSpec(query=_q(limit=INT), body_fields=("ttl", "grace")),
     "claim_update": HttpSpec(body_fields=("ttl", "grace"), body_required=True),
+    "subscription_list": HttpSpec(query=_q(marker=STR, limit=INT)),
+    "subscription_create": HttpSpec(body_fields=("subscriber", "ttl", "options")),
+    "subscription_update": HttpSpec(body_param="subscription"),
+    "subscription_confirm": HttpSpec(body_fields=("confirmed",)),
 }
 DEFAULT_SPEC = HttpSpec()
 
@@ -76,6 +80,10 @@ ROUTES: dict[str, dict[str, str]] = {
     "/v2/queues/{queue_name}/claims": {"POST": "claim_create"},
     "/v2/queues/{queue_name}/claims/{claim_id}": {"GET": "claim_get", "PATCH": "claim_update",
                                                   "DELETE": "claim_delete"},
+    "/v2/queues/{queue_name}/subscriptions": {"GET": "subscription_list", "POST": "subscription_create"},
+    "/v2/queues/{queue_name}/subscriptions/{subscription_id}": {
+        "GET": "subscription_get", "PATCH": "subscription_update", "DELETE": "subscription_delete"},
+    "/v2/queues/{queue_name}/subscriptions/{subscription_id}/confirm": {"PUT": "subscription_confirm"},
 }
 
 # (action, query parameter present) -> the action actually meant.

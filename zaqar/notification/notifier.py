@@ -1,0 +1,241 @@
+"""The notifier: turns posted messages into deliveries, without ever blocking a poster.
+
+``messages_posted`` only puts an event on a bounded queue. A dispatcher
+thread reads the queue's live subscriptions from the shared store and hands
+one delivery per (subscription, message) to the transport that fits its
+subscriber URI: a push to a websocket connection of this process, an HTTP
+POST (webhooks, and connections of other processes, which listen on a small
+notification endpoint), or mail. HTTP deliveries run on a bounded pool with
+at most ``per_destination`` in flight per destination, so a slow or dead
+endpoint only delays its own notifications; failures are retried on the
+schedule of the subscription's ``_retry_policy``.
+
+Delivery is at-least-once while this process runs, and best-effort across
+restarts: events and retries live in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import json
+import logging
+import queue as queues
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+from zaqar.notification import confirmation, mail, retry
+from zaqar.storage.base import DataDriver, Subscription
+
+LOG = logging.getLogger("zaqar.notification")
+
+Push = Callable[[str, dict[str, Any]], bool]  # (connection id, document) -> delivered?
+_TEMPLATE = '"$zaqar_message$"'
+
+
+class _Delivery:
+    """One HTTP POST and where it is in its retry schedule."""
+
+    __slots__ = ("url", "body", "headers", "waits", "attempt")
+
+    def __init__(self, url: str, body: bytes, headers: dict[str, str], waits: list[float]) -> None:
+        self.url, self.body, self.headers, self.waits, self.attempt = url, body, headers, waits, 0
+
+    @property
+    def destination(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: DataDriver,
+        *,
+        workers: int = 10,
+        per_destination: int = 2,
+        timeout: float = 5.0,
+        backlog: int = 10_000,
+        require_confirmation: bool = False,
+        signer: confirmation.Signer | None = None,
+        mailer: mail.Mailer | None = None,
+    ) -> None:
+        self._store = store
+        self._timeout, self._per_destination = timeout, per_destination
+        self._require_confirmation, self._signer, self._mailer = require_confirmation, signer, mailer
+        self._events: queues.Queue[tuple[Any, ...] | None] = queues.Queue(maxsize=backlog)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zaqar-notify")
+        self._local: dict[str, Push] = {}
+        self._lock = threading.Condition()
+        self._waiting: dict[str, collections.deque[_Delivery]] = collections.defaultdict(collections.deque)
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._timers: list[tuple[float, int, _Delivery]] = []
+        self._seq = itertools.count()
+        self._running = False
+        self._threads: list[threading.Thread] = []
+
+    # -- the API layer's side (never blocks) ------------------------------------------
+    def messages_posted(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
+        self._offer(("post", project, queue, documents))
+
+    def subscription_created(self, project: str | None, queue: str, subscription: Subscription) -> None:
+        if self._require_confirmation and not subscription.confirmed:
+            self._offer(("confirm", project, queue, subscription, "SubscriptionConfirmation"))
+
+    def subscription_confirmed(self, project: str | None, queue: str, subscription: Subscription) -> None:
+        if self._require_confirmation and not subscription.confirmed:
+            self._offer(("confirm", project, queue, subscription, "UnsubscribeConfirmation"))
+
+    def _offer(self, event: tuple[Any, ...]) -> None:
+        try:
+            self._events.put_nowait(event)
+        except queues.Full:
+            LOG.warning("notification backlog full; dropped a %s event for queue %s", event[0], event[2])
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def register_local(self, base_url: str, push: Push) -> None:
+        """Deliver to ``base_url<connection id>`` in process, instead of over HTTP."""
+        self._local[base_url] = push
+
+    def start(self) -> None:
+        self._running = True
+        loops = ((self._dispatch_loop, "zaqar-notify-dispatch"), (self._timer_loop, "zaqar-notify-timer"))
+        for target, name in loops:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._running = False
+        self._events.put(None)
+        with self._lock:
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def idle(self) -> bool:
+        """True when nothing is queued, waiting, retrying or being sent (for tests and shutdown)."""
+        with self._lock:
+            busy = any(self._waiting.values()) or sum(self._in_flight.values()) or self._timers
+        return self._events.empty() and not busy
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        while self._running:
+            event = self._events.get()
+            if event is None:
+                return
+            try:
+                if event[0] == "post":
+                    self._fan_out(*event[1:])
+                else:
+                    self._confirm(*event[1:])
+            except Exception:  # a store outage must not kill the dispatcher; the event is lost
+                LOG.exception("could not dispatch notifications for queue %s", event[2])
+
+    def _fan_out(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
+        subscriptions = self._store.subscriptions.live(project, queue)
+        if not subscriptions:
+            return
+        try:
+            queue_meta = self._store.queues.get_metadata(project, queue)
+        except Exception:
+            queue_meta = {}
+        for sub in subscriptions:
+            if self._require_confirmation and not sub.confirmed:
+                continue
+            for document in documents:
+                self._deliver(sub, document, queue_meta)
+
+    def _deliver(self, sub: Subscription, document: dict[str, Any], queue_meta: dict[str, Any]) -> None:
+        url = sub.subscriber.removeprefix("trust+")
+        scheme = urlsplit(url).scheme
+        if scheme == "mailto":
+            if self._mailer is not None:
+                self._pool.submit(self._mailer.send, url, sub.options, document)
+            return
+        for base, push in self._local.items():
+            if url.startswith(base) and push(url[len(base):], document):
+                return
+        body = json.dumps(document).encode()
+        template = sub.options.get("post_data")
+        if template is not None:
+            body = json.dumps(template).replace(_TEMPLATE, body.decode()).encode()
+        headers = {"Content-Type": "application/json"}
+        headers.update({str(k): str(v) for k, v in (sub.options.get("post_headers") or {}).items()})
+        waits = retry.schedule(retry.effective(sub.options, queue_meta))
+        self._enqueue(_Delivery(url, body, headers, waits))
+
+    def _confirm(self, project: str | None, queue: str, sub: Subscription, kind: str) -> None:
+        if self._signer is None:
+            LOG.warning("require_confirmation is on but [signed_url] secret_key is not set")
+            return
+        document = self._signer.confirmation(project, queue, sub, kind)
+        if urlsplit(sub.subscriber).scheme == "mailto":
+            if self._mailer is not None:
+                self._mailer.send(sub.subscriber, sub.options, document)
+            return
+        url = sub.subscriber.removeprefix("trust+")
+        self._enqueue(_Delivery(url, json.dumps(document).encode(), {"Content-Type": "application/json"},
+                                retry.schedule(sub.options.get("_retry_policy"))))
+
+    # -- HTTP deliveries: per-destination fairness and retries ----------------------------
+    def _enqueue(self, delivery: _Delivery) -> None:
+        with self._lock:
+            self._waiting[delivery.destination].append(delivery)
+            self._start_ready(delivery.destination)
+
+    def _start_ready(self, destination: str) -> None:
+        waiting = self._waiting[destination]
+        while waiting and self._in_flight[destination] < self._per_destination:
+            self._in_flight[destination] += 1
+            self._pool.submit(self._send, waiting.popleft())
+        if not waiting:
+            del self._waiting[destination]
+
+    def _send(self, delivery: _Delivery) -> None:
+        ok = False
+        try:
+            request = urllib.request.Request(delivery.url, data=delivery.body, headers=delivery.headers,
+                                             method="POST")
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                ok = response.status < 500
+        except urllib.error.HTTPError as exc:
+            ok = exc.code < 500  # a 4xx is the endpoint's final answer; only 5xx is retried
+        except Exception as exc:
+            LOG.info("webhook %s failed: %s", delivery.url, exc)
+        with self._lock:
+            self._in_flight[delivery.destination] -= 1
+            if not ok:
+                self._retry_later(delivery)
+            self._start_ready(delivery.destination)
+            if not self._in_flight[delivery.destination]:
+                del self._in_flight[delivery.destination]
+
+    def _retry_later(self, delivery: _Delivery) -> None:
+        if delivery.attempt >= len(delivery.waits):
+            LOG.warning("giving up on webhook %s after %d attempts", delivery.url, delivery.attempt + 1)
+            return
+        due = time.monotonic() + delivery.waits[delivery.attempt]
+        delivery.attempt += 1
+        heapq.heappush(self._timers, (due, next(self._seq), delivery))
+        self._lock.notify_all()
+
+    def _timer_loop(self) -> None:
+        with self._lock:
+            while self._running:
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, delivery = heapq.heappop(self._timers)
+                    self._waiting[delivery.destination].append(delivery)
+                    self._start_ready(delivery.destination)
+                wait = self._timers[0][0] - now if self._timers else 1.0
+                self._lock.wait(timeout=max(0.01, wait))
