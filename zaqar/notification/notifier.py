@@ -125,21 +125,25 @@ class Notifier:
         """True when nothing is queued, waiting, retrying or being sent (for tests and shutdown)."""
         with self._lock:
             busy = any(self._waiting.values()) or sum(self._in_flight.values()) or self._timers
-        return self._events.empty() and not busy
+        # NOTE: unfinished_tasks (not empty()) also covers the event the dispatcher has taken
+        # off the queue and is still fanning out.
+        return not self._events.unfinished_tasks and not busy
 
     # -- dispatch -----------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         while self._running:
             event = self._events.get()
-            if event is None:
-                return
             try:
+                if event is None:
+                    return
                 if event[0] == "post":
                     self._fan_out(*event[1:])
                 else:
                     self._confirm(*event[1:])
             except Exception:  # a store outage must not kill the dispatcher; the event is lost
                 LOG.exception("could not dispatch notifications for queue %s", event[2])
+            finally:
+                self._events.task_done()
 
     def _fan_out(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
         subscriptions = self._store.subscriptions.live(project, queue)
