@@ -80,8 +80,13 @@ def cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in wanted) / CLK_TCK
 
 
-def write_config(state_dir: Path, port: int, threads: int, websocket_port: int | None = None) -> Path:
-    """HTTP only by default; with ``websocket_port`` also the websocket listener (``threads`` workers)."""
+def write_config(state_dir: Path, port: int, threads: int, websocket_port: int | None = None,
+                 message_store: str | None = None, store_uri: str | None = None) -> Path:
+    """HTTP only by default; with ``websocket_port`` also the websocket listener (``threads`` workers).
+
+    ``message_store`` (sqlite, redis, sqlalchemy) and ``store_uri`` choose the message store; by
+    default the server's own (sqlite in ``state_dir``).
+    """
     path = state_dir / "zaqar.conf"
     text = (
         "[DEFAULT]\n"
@@ -101,6 +106,10 @@ def write_config(state_dir: Path, port: int, threads: int, websocket_port: int |
             f"port = {websocket_port}\n"
             f"workers = {threads}\n"
         )
+    if message_store:
+        text = text.replace("[drivers]\n", f"[drivers]\nmessage_store = {message_store}\n", 1)
+    if store_uri:
+        text += f"[drivers:message_store:{message_store or 'sqlite'}]\nuri = {store_uri}\n"
     path.write_text(text)
     return path
 
@@ -185,11 +194,13 @@ class ServerProcess:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def start_zaqar(threads: int = DEFAULT_THREADS, websocket: bool = False) -> ServerProcess:
+def start_zaqar(threads: int = DEFAULT_THREADS, websocket: bool = False, message_store: str | None = None,
+                store_uri: str | None = None) -> ServerProcess:
     """``zaqar-server --config-file <tmp>/zaqar.conf`` on a free port; waits until it answers.
 
     With ``websocket`` it also serves the websocket transport, on a second free port
-    (``server.websocket_port``), with ``threads`` workers.
+    (``server.websocket_port``), with ``threads`` workers. ``message_store`` and ``store_uri``
+    pick the message store (default: sqlite in the temporary state directory).
     """
     state_dir = Path(tempfile.mkdtemp(prefix="zaqar-bench-"))
     port = free_port()
@@ -198,7 +209,7 @@ def start_zaqar(threads: int = DEFAULT_THREADS, websocket: bool = False) -> Serv
         ws_port = free_port()
         while ws_port == port:
             ws_port = free_port()
-    config = write_config(state_dir, port, threads, ws_port)
+    config = write_config(state_dir, port, threads, ws_port, message_store, store_uri)
     server = ServerProcess("zaqar-server", [*zaqar_server_command(), "--config-file", str(config)], port,
                            state_dir, state_dir / "server.log")
     server.websocket_port = ws_port
