@@ -81,12 +81,64 @@ def test_malformed_frames_get_400_and_the_connection_stays_open(server, frame, b
         conn.close()
 
 
-def test_oversize_frame_closes_with_1009_and_the_server_lives_on(server):
+_BAD_ENVELOPES = [
+    pytest.param([1, 2], "Unexpected body type. Expected dict or dict like.", id="non-object"),
+    pytest.param({"headers": H}, "None is not a valid action", id="no-action"),
+    pytest.param({"action": "queue_explode", "headers": H}, "queue_explode is not a valid action",
+                 id="unknown-action"),
+    pytest.param({"action": "message_post", "body": {"queue_name": "kept", "messages": [{"body": 1}]}},
+                 "Schema validation failed.", id="missing-headers"),
+    pytest.param({"action": "message_post", "headers": H, "body": {"queue_name": "kept"}},
+                 "Schema validation failed.", id="missing-field"),
+    pytest.param({"action": "message_post", "headers": H, "body": {"queue_name": "kept", "messages": "x"}},
+                 "Schema validation failed.", id="wrong-type"),
+]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "msgpack"])
+@pytest.mark.parametrize("document, error", _BAD_ENVELOPES)
+def test_bad_envelopes_get_400_change_nothing_and_keep_the_connection(server, binary, document, error):
+    conn = _connect(server)
+    try:
+        _call(conn, "message_post", {"queue_name": "kept", "messages": [{"body": "keep"}]}, binary)
+        before = _call(conn, "message_list", {"queue_name": "kept", "echo": True}, binary)["body"]
+        if binary:
+            conn.send_binary(msgpack.packb(document, use_bin_type=True))
+            reply = msgpack.unpackb(conn.recv(), raw=False)
+        else:
+            conn.send(json.dumps(document))
+            reply = json.loads(conn.recv())
+        assert (reply["headers"], reply["body"]) == ({"status": 400}, {"error": error})
+        after = _call(conn, "message_list", {"queue_name": "kept", "echo": True}, binary)["body"]
+        assert after == before
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("action, body", [
+    ("pool_list", {}), ("pool_get", {"pool_name": "p"}), ("flavor_list", {}),
+    ("flavor_create", {"flavor_name": "f", "pool_list": ["p"]}),
+])
+def test_pool_and_flavor_actions_answer_404_when_pooling_is_off(server, action, body):
+    conn = _connect(server)
+    try:
+        reply = _call(conn, action, body)
+        assert reply["headers"] == {"status": 404}
+        assert reply["body"] == {"exception": f"{action} is not available on this server.", "error": None}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "msgpack"])
+def test_oversize_frame_closes_with_1009_and_the_server_lives_on(server, binary):
     conn = _connect(server)
     big = {"action": "message_post", "headers": H,
            "body": {"queue_name": "big", "messages": [{"body": "x" * (400 * 1024)}]}}
     try:
-        conn.send(json.dumps(big))
+        if binary:
+            conn.send_binary(msgpack.packb(big, use_bin_type=True))
+        else:
+            conn.send(json.dumps(big))
         assert _close_code(conn) == 1009
     finally:
         conn.shutdown()

@@ -15,7 +15,8 @@ import jsonschema
 _TYPES = {
     "queue_name": "string", "message_id": "string", "claim_id": "string", "subscription_id": "string",
     "marker": "string", "subscriber": "string", "pool_name": "string", "flavor_name": "string",
-    "uri": "string", "limit": "integer", "ttl": "integer", "grace": "integer", "pop": "integer",
+    "uri": "string", "flavor": "string", "pool_list": "array",
+    "limit": "integer", "ttl": "integer", "grace": "integer", "pop": "integer",
     "weight": "integer", "echo": "boolean", "include_claimed": "boolean", "detailed": "boolean",
     "messages": "array", "message_ids": "array", "claim_ids": "array", "resource_types": "array",
     "options": "object", "capabilities": "object", "metadata": "object", "confirmed": "boolean",
@@ -48,6 +49,17 @@ _BODIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "get_home_doc": ((), ()),
     "check_node_health": ((), ()),
     "ping_node": ((), ()),
+    # [N] list actions need no name; flavors take pool_list (or a pool_name string).
+    "pool_list": ((), ("pool_name", "marker", "limit", "detailed")),
+    "pool_create": (("pool_name",), ("uri", "weight", "flavor", "options")),
+    "pool_get": (("pool_name",), ("detailed",)),
+    "pool_update": (("pool_name",), ("uri", "weight", "flavor", "options")),
+    "pool_delete": (("pool_name",), ()),
+    "flavor_list": ((), ("flavor_name", "marker", "limit", "detailed")),
+    "flavor_create": (("flavor_name",), ("pool_name", "pool_list", "capabilities")),
+    "flavor_get": (("flavor_name",), ("detailed",)),
+    "flavor_update": (("flavor_name",), ("pool_name", "pool_list", "capabilities")),
+    "flavor_delete": (("flavor_name",), ()),
 }
 
 # Actions that need no Client-ID / X-Project-ID header (websocket.md §3).
