@@ -42,6 +42,24 @@ def test_claim_get_update_and_release(client, clock):
     assert again.status == 201
 
 
+def test_claim_get_renew_and_release_on_the_real_clock(client):
+    """The clock-free twin of the test above, so claims also run over real sockets on every store."""
+    _setup(client, n=2)
+    cid = _claim_id(client.call("claim_create", queue_name="q", ttl=100, grace=60, limit=1))
+    got = client.call("claim_get", queue_name="q", claim_id=cid)
+    assert got.status == 200
+    assert (got.body["ttl"], [m["body"] for m in got.body["messages"]]) == (100, [0])
+    assert 0 <= got.body["age"] <= 5
+    assert client.call("claim_update", queue_name="q", claim_id=cid, ttl=300, grace=60).status == 204
+    assert client.call("claim_get", queue_name="q", claim_id=cid).body["ttl"] == 300
+    second = client.call("claim_create", queue_name="q", ttl=60, limit=5)
+    assert [m["body"] for m in second.body["messages"]] == [1]  # the first claim still holds 0
+    assert client.call("claim_delete", queue_name="q", claim_id=cid).status == 204
+    assert client.call("claim_get", queue_name="q", claim_id=cid).status == 404
+    again = client.call("claim_create", queue_name="q", ttl=60)
+    assert [m["body"] for m in again.body["messages"]] == [0]
+
+
 def test_expired_claim_frees_its_messages(client, clock):
     _setup(client, n=1)
     cid = _claim_id(client.call("claim_create", queue_name="q", ttl=60, grace=60))

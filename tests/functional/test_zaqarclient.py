@@ -34,7 +34,8 @@ RESERVED_DEFAULTS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running_server(tmp_path_factory.mktemp("zaqarclient")) as running:
+    with running_server(tmp_path_factory.mktemp("zaqarclient"),
+                        options={"DEFAULT": {"admin_mode": "true"}}) as running:
         yield running
 
 
@@ -183,6 +184,42 @@ def test_stats_count_free_and_claimed(client: zaqar.Client) -> None:
     assert (stats["claimed"], stats["free"], stats["total"]) == (1, 2, 3)
     assert stats["oldest"]["href"] == f"/v2/queues/stats/messages/{ids[0]}"
     assert stats["newest"]["href"] == f"/v2/queues/stats/messages/{ids[-1]}"
+
+
+def test_purge_empties_the_queue_but_keeps_it_and_its_metadata(client: zaqar.Client) -> None:
+    queue = client.queue("purged", force_create=True)
+    queue.metadata(new_meta={"color": "blue"})
+    _post_bodies(queue, list(range(4)))
+    queue.purge()
+    assert list(queue.messages(echo=True)) == []
+    assert queue.stats["messages"]["total"] == 0
+    assert queue.exists()
+    assert queue.metadata(force_reload=True)["color"] == "blue"
+
+
+def test_purge_of_messages_only_keeps_subscriptions(client: zaqar.Client) -> None:
+    queue = client.queue("purged-messages", force_create=True)
+    _post_bodies(queue, [1, 2])
+    client.subscription("purged-messages", subscriber="http://127.0.0.1:9/hook", ttl=3600)
+    queue.purge(resource_types=["messages"])
+    assert list(queue.messages(echo=True)) == []
+    assert [s.subscriber for s in queue.subscriptions()] == ["http://127.0.0.1:9/hook"]
+
+
+def test_health_is_admin_only_under_the_default_policy(client: zaqar.Client) -> None:
+    with pytest.raises(errors.ForbiddenError):
+        client.health()
+
+
+def test_health_opened_to_the_client_by_a_policy_file(tmp_path, project: str) -> None:
+    """client-compat.md §5 #9: a noauth client sends no X-Roles, so operators relax health:get."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('"health:get": ""\n')
+    options = {"DEFAULT": {"admin_mode": "true"}, "oslo_policy": {"policy_file": str(policy)}}
+    with running_server(tmp_path / "server", transports=("wsgi",), options=options) as relaxed:
+        health = _client(relaxed.url, project).health()
+    assert health["storage_reachable"] is True
+    assert "operation_status" in health
 
 
 def test_delete_queue_removes_its_messages(client: zaqar.Client) -> None:

@@ -38,3 +38,19 @@ def test_public_api_is_pinned():
     assert sorted(zaqar.api.__all__) == [
         "Api", "ApiError", "Context", "Features", "Limits", "Request", "Response",
     ]
+
+
+def test_a_sqlite_server_loads_no_optional_driver_library(tmp_path):
+    """Redis and SQL client libraries are extras: building the default server must not import them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from zaqar import bootstrap, storage\n"
+        "from zaqar.cmd import server\n"
+        f"storage.load_data_driver('sqlite', 'sqlite:///{tmp_path}/z.sqlite').close()\n"
+        "print(sorted(m for m in ('redis', 'sqlalchemy', 'psycopg', 'pymysql') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
