@@ -1,7 +1,8 @@
 """The storage contract suite runs against every driver through one fixture.
 
-sqlite always runs; redis and sqlalchemy (PostgreSQL) run against the real
-servers named by ZAQAR_TEST_REDIS_URL / ZAQAR_TEST_SQL_URL (tests/backends.py).
+sqlite always runs; redis, sqlalchemy (PostgreSQL) and sqlalchemy-mysql (MySQL or
+MariaDB, the same driver) run against the real servers named by
+ZAQAR_TEST_REDIS_URL / ZAQAR_TEST_SQL_URL / ZAQAR_TEST_MYSQL_URL (tests/backends.py).
 The tests themselves never name a driver: they skip on capabilities.
 """
 
@@ -28,6 +29,7 @@ DRIVERS = {
     "sqlite": _sqlite,
     "redis": lambda tmp: backends.redis_uri(),
     "sqlalchemy": lambda tmp: backends.sql_uri(),
+    "sqlalchemy-mysql": lambda tmp: backends.mysql_uri(),
 }
 
 
@@ -54,7 +56,7 @@ def store(
     driver_uri: tuple[str, str], clock: FakeClock, request: pytest.FixtureRequest
 ) -> Iterator[DataDriver]:
     name, uri = driver_uri
-    driver = storage.load_data_driver(name, uri, clock=clock)
+    driver = storage.load_data_driver(name.partition("-")[0], uri, clock=clock)
     missing = _required_capabilities(request) - set(driver.capabilities)
     if missing:
         driver.close()

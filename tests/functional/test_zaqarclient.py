@@ -34,8 +34,7 @@ RESERVED_DEFAULTS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running_server(tmp_path_factory.mktemp("zaqarclient"),
-                        options={"DEFAULT": {"admin_mode": "true"}}) as running:
+    with running_server(tmp_path_factory.mktemp("zaqarclient")) as running:
         yield running
 
 
@@ -206,18 +205,21 @@ def test_purge_of_messages_only_keeps_subscriptions(client: zaqar.Client) -> Non
     assert [s.subscriber for s in queue.subscriptions()] == ["http://127.0.0.1:9/hook"]
 
 
-def test_health_is_admin_only_under_the_default_policy(client: zaqar.Client) -> None:
-    with pytest.raises(errors.ForbiddenError):
-        client.health()
-
-
-def test_health_opened_to_the_client_by_a_policy_file(tmp_path, project: str) -> None:
-    """client-compat.md §5 #9: a noauth client sends no X-Roles, so operators relax health:get."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text('"health:get": ""\n')
-    options = {"DEFAULT": {"admin_mode": "true"}, "oslo_policy": {"policy_file": str(policy)}}
-    with running_server(tmp_path / "server", transports=("wsgi",), options=options) as relaxed:
-        health = _client(relaxed.url, project).health()
+@pytest.mark.parametrize("policy, allowed", [(None, False), ('"health:get": ""', True)],
+                         ids=["default-policy", "relaxed-policy"])
+def test_health_is_admin_only_unless_a_policy_file_opens_it(tmp_path, project: str, policy, allowed) -> None:
+    """client-compat.md 5 #9: a noauth client sends no X-Roles, so operators relax health:get."""
+    options: dict[str, dict[str, str]] = {"DEFAULT": {"admin_mode": "true"}}
+    if policy is not None:
+        (tmp_path / "policy.yaml").write_text(policy + "\n")
+        options["oslo_policy"] = {"policy_file": str(tmp_path / "policy.yaml")}
+    with running_server(tmp_path / "server", transports=("wsgi",), options=options) as admin_server:
+        client = _client(admin_server.url, project)
+        if not allowed:
+            with pytest.raises(errors.ForbiddenError):
+                client.health()
+            return
+        health = client.health()
     assert health["storage_reachable"] is True
     assert "operation_status" in health
 
