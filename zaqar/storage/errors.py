@@ -10,13 +10,19 @@ of the wire contract (they become 404/409 descriptions).
     │   ├── QueueDoesNotExist
     │   ├── MessageDoesNotExist
     │   ├── ClaimDoesNotExist
-    │   └── SubscriptionDoesNotExist
+    │   ├── SubscriptionDoesNotExist
+    │   ├── PoolDoesNotExist
+    │   ├── FlavorDoesNotExist
+    │   └── QueueNotMapped      the catalog places no such queue on a pool
     ├── MessageIsClaimed        delete without the live claim's id (403)
     ├── MessageNotClaimed       a claim id given, but the message is free (400)
     ├── ClaimNotLive            a claim id that names no live claim (400)
     ├── Conflict
     │   ├── MessageConflict
-    │   └── SubscriptionAlreadyExists
+    │   ├── SubscriptionAlreadyExists
+    │   └── PoolUriInUse        another pool already has this URI (409)
+    ├── PoolInUseByFlavor       deleting a pool a flavor still lists (403)
+    ├── NoPoolFound             pooling on, but no pool (of the flavor) to place a queue on
     └── BackendUnavailable      the database cannot be reached (503)
 """
 
@@ -65,6 +71,41 @@ class SubscriptionDoesNotExist(DoesNotExist):
         super().__init__(sid=sid)
 
 
+class PoolDoesNotExist(DoesNotExist):
+    template = "Pool {name} does not exist"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+
+
+class FlavorDoesNotExist(DoesNotExist):
+    template = "Flavor {name} does not exist"
+
+    def __init__(self, name: str, project: str | None) -> None:
+        super().__init__(name=name, project=project)
+
+
+class QueueNotMapped(DoesNotExist):
+    template = "No pool found for queue {name} for project {project}"
+
+    def __init__(self, name: str, project: str | None) -> None:
+        super().__init__(name=name, project=project)
+
+
+class PoolInUseByFlavor(StorageError):
+    template = "This pool is used by flavors {flavor}; It cannot be deleted."
+
+    def __init__(self, name: str, flavor: str) -> None:
+        super().__init__(name=name, flavor=flavor)
+
+
+class NoPoolFound(StorageError):
+    template = "No pools registered{suffix}"
+
+    def __init__(self, flavor: str | None = None) -> None:
+        super().__init__(flavor=flavor, suffix=f" for flavor {flavor}" if flavor else "")
+
+
 class MessageIsClaimed(StorageError):
     template = "Message {mid} is claimed"
 
@@ -110,6 +151,13 @@ class SubscriptionAlreadyExists(Conflict):
     def __init__(self, sid: str, confirmed: bool) -> None:
         super().__init__()
         self.sid, self.confirmed = sid, confirmed
+
+
+class PoolUriInUse(Conflict):
+    template = "The database URI is in use by another pool."
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri=uri)
 
 
 class BackendUnavailable(StorageError):

@@ -160,7 +160,7 @@ def _lock_name(conn: sa.Connection) -> str:
 
 
 @contextlib.contextmanager
-def _schema_lock(conn: sa.Connection) -> Iterator[None]:
+def schema_lock(conn: sa.Connection) -> Iterator[None]:
     """Hold a session-level lock while migrating.
 
     The caller invalidates the connection when anything fails, which ends
@@ -224,7 +224,7 @@ def upgrade(engine: sa.Engine, clock: base.Clock, steps: Sequence[Step] = STEPS)
     try:
         with engine.connect() as conn:
             try:
-                with _schema_lock(conn):
+                with schema_lock(conn):
                     return _apply_pending(conn, steps, clock)
             except BaseException:
                 conn.invalidate()
