@@ -1,0 +1,157 @@
+"""Which message store serves a queue: the catalog lookup, placement by weight, open drivers.
+
+One registry per process. It opens each pool's driver on first use and keeps
+it; a pool's record is re-read from the management store at most every
+``refresh`` seconds, so a pool whose URI another process changed (or that
+another process deleted) is reopened (or closed) within that time. The
+catalog itself is never cached: a queue deleted through one process and
+placed anew through another must route there at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+from zaqar import storage
+from zaqar.storage import base, errors
+from zaqar.storage.control import ControlDriver, Pool
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class _Open:
+    uri: str
+    driver: base.DataDriver
+    checked: float  # time.monotonic() of the last look at the pool's record
+
+
+class Registry:
+    def __init__(
+        self,
+        control: ControlDriver,
+        *,
+        clock: base.Clock = time.time,
+        refresh: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.control = control
+        self._clock = clock
+        self._refresh = refresh
+        self._rng = rng or random.Random()
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    def driver(self, pool: str) -> base.DataDriver:
+        """The open driver of the registered pool ``pool``.
+
+        Raises:
+            BackendUnavailable: the pool is no longer registered, or its store cannot be opened.
+        """
+        with self._lock:
+            entry = self._open.get(pool)
+        if entry is not None and time.monotonic() - entry.checked < self._refresh:
+            return entry.driver
+        try:
+            record = self.control.pools.get(pool)
+        except errors.PoolDoesNotExist:
+            self._close(pool)
+            raise errors.BackendUnavailable(reason=f"pool {pool} is not registered") from None
+        return self._current(record)
+
+    def _current(self, record: Pool) -> base.DataDriver:
+        with self._lock:
+            entry = self._open.get(record.name)
+            if entry is not None and entry.uri == record.uri:
+                entry.checked = time.monotonic()
+                return entry.driver
+        # NOTE: opened outside the lock: connecting to a slow store must not stall other pools.
+        fresh = storage.load_data_driver(storage.driver_for_uri(record.uri), record.uri, clock=self._clock)
+        with self._lock:
+            entry = self._open.get(record.name)
+            if entry is not None and entry.uri == record.uri:
+                stale, kept = fresh, entry.driver  # another thread opened it meanwhile
+            else:
+                stale = entry.driver if entry is not None else None
+                self._open[record.name] = _Open(record.uri, fresh, time.monotonic())
+                kept = fresh
+        if stale is not None:
+            stale.close()
+        return kept
+
+    def _close(self, pool: str) -> None:
+        with self._lock:
+            entry = self._open.pop(pool, None)
+        if entry is not None:
+            entry.driver.close()
+
+    def every(self) -> Iterator[tuple[str, base.DataDriver]]:
+        """Every registered pool's driver, by pool name (for listings across pools and gc)."""
+        registered = self.control.pools.all()
+        names = {p.name for p in registered}
+        with self._lock:
+            gone = [name for name in self._open if name not in names]
+        for name in gone:
+            self._close(name)
+        for record in sorted(registered, key=lambda p: p.name):
+            yield record.name, self._current(record)
+
+    def close(self) -> None:
+        with self._lock:
+            entries, self._open = list(self._open.values()), {}
+        for entry in entries:
+            entry.driver.close()
+
+    # -- routing and placement -------------------------------------------------------------
+
+    def lookup(self, project: str | None, queue: str) -> base.DataDriver | None:
+        """The driver of the pool holding the queue, or None for a queue placed nowhere."""
+        try:
+            pool = self.control.catalog.get(project, queue)
+        except errors.QueueNotMapped:
+            return None
+        return self.driver(pool)
+
+    def pool_of(self, project: str | None, queue: str) -> str | None:
+        try:
+            return self.control.catalog.get(project, queue)
+        except errors.QueueNotMapped:
+            return None
+
+    def place(self, project: str | None, queue: str, flavor: str | None = None) -> base.DataDriver:
+        """The queue's pool, choosing one by weight first when the queue is placed nowhere yet.
+
+        Raises:
+            FlavorDoesNotExist: ``flavor`` names no flavor of the project.
+            NoPoolFound: no pool (of the flavor) has a positive weight.
+        """
+        pool = self.pool_of(project, queue)
+        if pool is None:
+            pool = self.control.catalog.insert(project, queue, self.choose(project, flavor))
+        return self.driver(pool)
+
+    def choose(self, project: str | None, flavor: str | None) -> str:
+        """A pool for a new queue: weighted at random among the flavor's pools.
+
+        Without a flavor, among the pools that belong to no flavor, so a
+        flavor's dedicated pools only get queues asked for with that flavor;
+        when every pool belongs to some flavor, among all pools.
+        """
+        pools = self.control.pools.all()
+        if flavor is not None:
+            members = set(self.control.flavors.get(project, flavor).pools)
+            candidates = [p for p in pools if p.name in members]
+        else:
+            candidates = [p for p in pools if p.flavor is None] or pools
+        candidates = [p for p in candidates if p.weight > 0]
+        if not candidates:
+            raise errors.NoPoolFound(flavor)
+        (chosen,) = self._rng.choices(candidates, weights=[p.weight for p in candidates])
+        return chosen.name
