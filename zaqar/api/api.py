@@ -11,7 +11,7 @@ import logging
 
 from zaqar.api import errors, handlers, validation
 from zaqar.api.context import Context
-from zaqar.api.operations import NOT_OFFERED, OPERATIONS, Operation
+from zaqar.api.operations import OPERATIONS, Operation
 from zaqar.api.request import Request, Response
 from zaqar.storage import errors as storage_errors
 
@@ -36,8 +36,6 @@ class Api:
     def handle(self, req: Request) -> Response:
         op = self._operations.get(req.action)
         try:
-            if op is None and req.action in NOT_OFFERED:
-                raise errors.NotFound(f"{req.action} is not available on this server.")
             if op is None:
                 raise errors.BadRequest(f"{req.action} is not a valid action")
             if not self._enabled(op):
@@ -51,7 +49,8 @@ class Api:
             return error_response(exc)
         except storage_errors.StorageError as exc:
             assert op is not None
-            if isinstance(exc, storage_errors.BackendUnavailable):
+            # NOTE: outages and "pooling on but no pool" need an operator; everything else is the client's.
+            if isinstance(exc, storage_errors.BackendUnavailable | storage_errors.NoPoolFound):
                 LOG.warning("%s failed: %s", req.action, exc)
             return error_response(errors.from_storage(exc, op.unavailable))
         except Exception as exc:

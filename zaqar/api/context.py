@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from zaqar.api.settings import Features, Limits
 from zaqar.storage.base import Clock, DataDriver, Subscription
+from zaqar.storage.control import ControlDriver
 
 # (rule name, caller's roles) -> allowed?
 Authorizer = Callable[[str, frozenset[str]], bool]
@@ -66,9 +67,14 @@ def default_authorizer(rule: str, roles: frozenset[str]) -> bool:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Context:
+    """``control`` and ``pool_store`` are set only with pooling: the management store, and the
+    message store of a registered pool by name (for per-pool health)."""
+
     store: DataDriver
     limits: Limits = Limits()
     features: Features = Features()
     clock: Clock = time.time
     authorize: Authorizer = default_authorizer
     notifier: Notifier = dataclasses.field(default_factory=SilentNotifier)
+    control: ControlDriver | None = None
+    pool_store: Callable[[str], DataDriver] | None = None

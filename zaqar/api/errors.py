@@ -4,12 +4,12 @@
     ├── BadRequest           400  "Invalid API request"
     │   ├── InvalidBody      400  "Invalid request body"
     │   └── InvalidQueue     400  "Invalid queue identification"
-    ├── UnableToDelete       400/403 "Unable to delete"
+    ├── UnableToDelete       400/403 "Unable to delete" (403: a pool a flavor still uses)
     ├── Forbidden            403  "Not authorized"
     ├── NotFound             404  "Not found"
     ├── Conflict             409  "Resource conflict"
     ├── InternalError        500  "Internal server error"
-    └── Unavailable          503  "Service temporarily unavailable"
+    └── Unavailable          503  "Service temporarily unavailable" (also: pooling on, no pool)
 
 Both transports render the same error: HTTP as ``{"title", "description"}``,
 websocket as ``{"exception": detail, "error": summary}``. ``detail`` defaults
@@ -114,6 +114,14 @@ _CLAIM_GONE = "The specified claim does not exist or has expired."
 _NOT_CLAIMED = "A claim was specified, but the message is not currently claimed."
 
 
+def _no_pool(exc: storage_errors.StorageError) -> ApiError:
+    """Pooling is on but no pool can take the queue: an operator has to act, a retry will not help."""
+    flavor = exc.context.get("flavor")
+    hint = f"add a pool to flavor {flavor}" if flavor else "register a pool"
+    text = f"{exc}, so the queue cannot be placed; an operator must {hint} first."
+    return ApiError(text, title=Unavailable.title, status=503, summary=text)
+
+
 def from_storage(exc: storage_errors.StorageError, unavailable: str) -> ApiError:
     """Translate a storage error; ``unavailable`` is the operation's 503 text.
 
@@ -129,10 +137,15 @@ def from_storage(exc: storage_errors.StorageError, unavailable: str) -> ApiError
 
 _FROM_STORAGE: dict[type, Any] = {
     storage_errors.DoesNotExist: lambda e, _: NotFound(str(e), summary=str(e)),
+    # websocket.md 6.4: pool and flavor errors carry no summary ("error": null)
+    storage_errors.PoolDoesNotExist: lambda e, _: NotFound(str(e)),
+    storage_errors.FlavorDoesNotExist: lambda e, _: NotFound(str(e)),
+    storage_errors.PoolInUseByFlavor: lambda e, _: UnableToDelete(str(e), status=403),
     storage_errors.MessageIsClaimed: lambda e, _: UnableToDelete(_CLAIMED, status=403, summary=_CLAIMED),
     storage_errors.ClaimNotLive: lambda e, _: UnableToDelete(_CLAIM_GONE, summary=_CLAIM_GONE),
     storage_errors.MessageNotClaimed: lambda e, _: UnableToDelete(_NOT_CLAIMED, summary=_NOT_CLAIMED),
     storage_errors.Conflict: lambda e, _: Conflict(str(e)),
     storage_errors.MessageConflict: lambda e, _: Unavailable("No messages could be enqueued."),
     storage_errors.BackendUnavailable: lambda e, what: Unavailable(what),
+    storage_errors.NoPoolFound: lambda e, _: _no_pool(e),
 }

@@ -38,14 +38,6 @@ class Operation:
 
 OPERATIONS: dict[str, Operation] = {}
 
-# v2 operations this server does not offer yet: asked for, they answer 404 "not available on this
-# server" (as HTTP's unrouted /v2/pools and /v2/flavors do), never "not a valid action".
-# TODO(#5): pools and flavors move into OPERATIONS with pooling.
-NOT_OFFERED: frozenset[str] = frozenset(
-    f"{resource}_{verb}" for resource in ("pool", "flavor")
-    for verb in ("list", "create", "get", "update", "delete")
-)
-
 
 def operation(
     name: str,

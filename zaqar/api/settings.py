@@ -40,3 +40,8 @@ class Features:
     admin_mode: bool = False
     pooling: bool = False
     enable_checksum: bool = False
+
+    @property
+    def pool_admin(self) -> bool:
+        """Pools and flavors exist only on an admin-mode, pooled server (http-v2.md §0.10)."""
+        return self.admin_mode and self.pooling

@@ -10,6 +10,9 @@ import re
 import uuid
 from typing import Any
 
+import jsonschema
+import jsonschema.exceptions
+
 from zaqar.api import errors
 from zaqar.api.settings import Limits
 
@@ -120,6 +123,19 @@ def string_list(params: Any, field: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise errors.BadRequest(f'The "{field}" parameter must be a list of strings.')
     return value
+
+
+def document(validator: jsonschema.Draft4Validator, value: Any) -> None:
+    """Check a body against a JSON schema, as upstream does for pools and flavors.
+
+    Raises:
+        InvalidBody: ``<field>: <jsonschema message>`` (``body`` for the document itself), for the
+            most relevant failure, so the client learns which field to fix.
+    """
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "body"
+        raise errors.InvalidBody(f"{where}: {error.message}")
 
 
 PAGE_LIMIT_NO_GREATER = "Limit must be at least 1 and no greater than {max}."

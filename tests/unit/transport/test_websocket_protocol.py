@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from zaqar.api import Api, Context
-from zaqar.api.operations import NOT_OFFERED, OPERATIONS
+from zaqar.api.operations import OPERATIONS
 from zaqar.transport.websocket import protocol, schemas
 
 H = {"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c", "X-Project-ID": "p"}
@@ -22,7 +22,7 @@ HTTP_ONLY = {"queue_exists", "queue_update", "get_versions"}
 
 def test_every_operation_is_reachable_over_the_websocket_or_listed_http_only():
     assert set(OPERATIONS) - schemas.ACTIONS == HTTP_ONLY
-    assert schemas.ACTIONS - set(OPERATIONS) == {"authenticate"} | NOT_OFFERED
+    assert schemas.ACTIONS - set(OPERATIONS) == {"authenticate"}
 
 
 def _frame(api, document, binary):
@@ -103,8 +103,12 @@ def test_handler_errors_use_the_exception_shape(api, binary, body, exception):
     assert _stored(api) == []
 
 
-@pytest.mark.parametrize("action", sorted(NOT_OFFERED))
-def test_operations_not_offered_answer_404_not_400(api, binary, action):
+POOL_ADMIN = sorted(f"{resource}_{verb}" for resource in ("pool", "flavor")
+                    for verb in ("list", "create", "get", "update", "delete"))
+
+
+@pytest.mark.parametrize("action", POOL_ADMIN)
+def test_pool_admin_actions_without_pooling_answer_404_not_400(api, binary, action):
     name = {"pool_name": "p"} if action.startswith("pool") else {"flavor_name": "f"}
     reply = _frame(api, {"action": action, "headers": H, "body": name}, binary)
     assert reply["headers"] == {"status": 404}
@@ -223,3 +227,20 @@ def test_include_delayed_may_be_a_string(api, binary):
     listed = _frame(api, {"action": "message_list", "headers": H, "body": {**body, "include_delayed": "yes"}},
                     binary)
     assert [m["body"] for m in listed["body"]["messages"]] == [1]
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"flavor_name": "f", "pool_name": "p"}, {"flavor_name": "f", "pool_list": ["p"]}),
+    ({"flavor_name": "f", "pool_name": "p", "pool_list": ["a"]}, {"flavor_name": "f", "pool_list": ["a"]}),
+    ({"flavor_name": "f", "capabilities": {}}, {"flavor_name": "f", "capabilities": {}}),
+])
+def test_flavor_bodies_take_a_pool_name_as_a_one_element_pool_list(body, expected):
+    for action in ("flavor_create", "flavor_update"):
+        assert schemas.accepted(action, body) == expected
+
+
+def test_pool_delete_reads_force():
+    body = {"pool_name": "p", "force": True}
+    assert schemas.accepted("pool_delete", body) == body
+    assert schemas.VALIDATORS["pool_delete"].is_valid({"headers": H, "body": body})
+    assert not schemas.VALIDATORS["pool_delete"].is_valid({"headers": H, "body": {**body, "force": "yes"}})

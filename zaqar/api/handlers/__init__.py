@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("queues", "messages", "claims", "subscriptions", "system")
+MODULES = ("queues", "messages", "claims", "subscriptions", "system", "pools", "flavors")
 
 
 def load() -> None:

@@ -20,6 +20,7 @@ _TYPES = {
     "weight": "integer", "echo": "boolean", "include_claimed": "boolean", "detailed": "boolean",
     "messages": "array", "message_ids": "array", "claim_ids": "array", "resource_types": "array",
     "options": "object", "capabilities": "object", "metadata": "object", "confirmed": "boolean",
+    "force": "boolean",
 }
 
 # action -> (required body fields, optional body fields)
@@ -54,7 +55,7 @@ _BODIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pool_create": (("pool_name",), ("uri", "weight", "flavor", "options")),
     "pool_get": (("pool_name",), ("detailed",)),
     "pool_update": (("pool_name",), ("uri", "weight", "flavor", "options")),
-    "pool_delete": (("pool_name",), ()),
+    "pool_delete": (("pool_name",), ("force",)),
     "flavor_list": ((), ("flavor_name", "marker", "limit", "detailed")),
     "flavor_create": (("flavor_name",), ("pool_name", "pool_list", "capabilities")),
     "flavor_get": (("flavor_name",), ("detailed",)),
@@ -112,6 +113,10 @@ def accepted(action: str, body: Mapping[str, Any]) -> dict[str, Any]:
     if action == "subscription_update":  # HTTP PATCHes a document; here its fields sit in the body
         changes = {k: fields.pop(k) for k in ("subscriber", "ttl", "options") if k in fields}
         fields["subscription"] = changes
+    if action in ("flavor_create", "flavor_update"):  # [N] a pool_name string is a one-element pool_list
+        name = fields.pop("pool_name", None)
+        if "pool_list" not in fields and name is not None:
+            fields["pool_list"] = [name]
     return fields
 VALIDATORS: dict[str, jsonschema.Draft7Validator] = {
     action: jsonschema.Draft7Validator(_envelope(action)) for action in ACTIONS

@@ -109,7 +109,12 @@ def _document(req: falcon.Request, spec: HttpSpec, hard_cap: int) -> Any:
         if spec.sized:
             return _NO_BODY  # the handler's own size check answers, with the contract's text
         raise errors.InvalidBody("Request body is too large.")
-    return parse_json(req.bounded_stream.read())
+    try:
+        return parse_json(req.bounded_stream.read())
+    except errors.InvalidBody:
+        if spec.unparsable is None:
+            raise
+        raise errors.InvalidBody(spec.unparsable) from None
 
 
 def body_params(req: falcon.Request, spec: HttpSpec, hard_cap: int) -> dict[str, Any]:
@@ -136,6 +141,10 @@ def body_params(req: falcon.Request, spec: HttpSpec, hard_cap: int) -> dict[str,
             return {}
         raise errors.InvalidBody("Document type not supported.")
     params = {k: document[k] for k in spec.body_fields if k in document}
+    if spec.other_fields is not None:
+        others = sorted(k for k in document if k not in spec.body_fields)
+        if others:
+            params[spec.other_fields] = others
     for key in spec.absent_as_none:
         params.setdefault(key, None)
     return params

@@ -22,7 +22,10 @@ class HttpSpec:
     are copied from a JSON-object body into the parameters; ``body_param``
     instead puts the whole document under one parameter. ``sized`` actions
     check the body size themselves (their limits are part of the contract),
-    so an oversized body reaches them unread.
+    so an oversized body reaches them unread. ``other_fields`` names the
+    parameter that lists body keys outside ``body_fields``, for operations
+    whose schema refuses them. ``unparsable`` replaces the text for a body that
+    is not JSON where the contract words it differently (pools, flavors).
     """
 
     query: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
@@ -34,11 +37,17 @@ class HttpSpec:
     filters: bool = False
     sized: bool = False
     media_type: str | None = None
+    other_fields: str | None = None
+    unparsable: str | None = None
 
 
 def _q(**kinds: str) -> dict[str, tuple[str, str]]:
     return {name: (kind, name) for name, kind in kinds.items()}
 
+
+_POOL_FIELDS = ("uri", "weight", "flavor", "options")
+_FLAVOR_FIELDS = ("pool_list", "capabilities")
+_UNPARSABLE = "JSON could not be parsed."  # upstream's pool and flavor resources (wsgi_utils.load)
 
 SPECS: dict[str, HttpSpec] = {
     "queue_list": HttpSpec(query=_q(marker=STR, limit=INT, detailed=BOOL, name=STR, with_count=BOOL),
@@ -59,6 +68,15 @@ SPECS: dict[str, HttpSpec] = {
     "subscription_create": HttpSpec(body_fields=("subscriber", "ttl", "options")),
     "subscription_update": HttpSpec(body_param="subscription"),
     "subscription_confirm": HttpSpec(body_fields=("confirmed",)),
+    "pool_list": HttpSpec(query=_q(marker=STR, limit=INT, detailed=BOOL)),
+    "pool_create": HttpSpec(body_fields=_POOL_FIELDS, body_required=True, other_fields="unexpected_fields",
+                            unparsable=_UNPARSABLE),
+    "pool_get": HttpSpec(query=_q(detailed=BOOL)),
+    "pool_update": HttpSpec(body_fields=_POOL_FIELDS, body_required=True, unparsable=_UNPARSABLE),
+    "pool_delete": HttpSpec(query=_q(force=BOOL)),
+    "flavor_list": HttpSpec(query=_q(marker=STR, limit=INT, detailed=BOOL)),
+    "flavor_create": HttpSpec(body_fields=_FLAVOR_FIELDS, body_required=True, unparsable=_UNPARSABLE),
+    "flavor_update": HttpSpec(body_fields=_FLAVOR_FIELDS, body_required=True, unparsable=_UNPARSABLE),
 }
 DEFAULT_SPEC = HttpSpec()
 
@@ -84,6 +102,13 @@ ROUTES: dict[str, dict[str, str]] = {
     "/v2/queues/{queue_name}/subscriptions/{subscription_id}": {
         "GET": "subscription_get", "PATCH": "subscription_update", "DELETE": "subscription_delete"},
     "/v2/queues/{queue_name}/subscriptions/{subscription_id}/confirm": {"PUT": "subscription_confirm"},
+    # Routed only with admin_mode and pooling (the actions' feature), http-v2.md §0.10.
+    "/v2/pools": {"GET": "pool_list"},
+    "/v2/pools/{pool_name}": {"PUT": "pool_create", "GET": "pool_get", "PATCH": "pool_update",
+                              "DELETE": "pool_delete"},
+    "/v2/flavors": {"GET": "flavor_list"},
+    "/v2/flavors/{flavor_name}": {"PUT": "flavor_create", "GET": "flavor_get", "PATCH": "flavor_update",
+                                  "DELETE": "flavor_delete"},
 }
 
 # (action, query parameter present) -> the action actually meant.
