@@ -21,8 +21,14 @@ from zaqar.conf import policy
 from zaqar.notification import Notifier
 from zaqar.notification.confirmation import Signer
 from zaqar.notification.mail import Mailer
+from zaqar.storage import pooling
 from zaqar.storage.base import DataDriver
+from zaqar.storage.control import ControlDriver
 from zaqar.transport import websocket
+
+LOG = logging.getLogger(__name__)
+
+VIRTUAL_POOL = "default"
 
 
 def limits_from(conf: cfg.ConfigOpts) -> Limits:
@@ -35,19 +41,50 @@ def features_from(conf: cfg.ConfigOpts) -> Features:
     return Features(admin_mode=conf.admin_mode, pooling=conf.pooling, enable_checksum=conf.enable_checksum)
 
 
-def message_store_uri(conf: cfg.ConfigOpts) -> str:
-    name = conf.drivers.message_store
-    group = f"drivers:message_store:{name}"
+def _store_uri(conf: cfg.ConfigOpts, kind: str, sqlite_file: str) -> str:
+    name = conf.drivers[kind]
+    group = f"drivers:{kind}:{name}"
     uri = conf[group].uri if group in conf else None
     if uri:
         return str(uri)
     if name == "sqlite":
-        return f"sqlite:///{os.path.abspath(os.path.join(conf.state_path, 'zaqar.sqlite'))}"
-    raise storage.InvalidDriver(f"[{group}] uri is required for the {name} message store")
+        return f"sqlite:///{os.path.abspath(os.path.join(conf.state_path, sqlite_file))}"
+    raise storage.InvalidDriver(f"[{group}] uri is required for the {name} {kind.replace('_', ' ')}")
+
+
+def message_store_uri(conf: cfg.ConfigOpts) -> str:
+    return _store_uri(conf, "message_store", "zaqar.sqlite")
+
+
+def management_store_uri(conf: cfg.ConfigOpts) -> str:
+    return _store_uri(conf, "management_store", "zaqar-management.sqlite")
 
 
 def build_store(conf: cfg.ConfigOpts) -> DataDriver:
-    return storage.load_data_driver(conf.drivers.message_store, message_store_uri(conf))
+    """The single message store, or with ``pooling`` the pooled store over the registered pools."""
+    if not conf.pooling:
+        return storage.load_data_driver(conf.drivers.message_store, message_store_uri(conf))
+    control = storage.load_control_driver(conf.drivers.management_store, management_store_uri(conf))
+    if conf["pooling:catalog"].enable_virtual_pool:
+        register_virtual_pool(control, message_store_uri(conf))
+    return pooling.DataDriver(control)
+
+
+def register_virtual_pool(control: ControlDriver, uri: str) -> None:
+    """Make the configured message store a pool, so a pooled deployment starts with one command.
+
+    Registered once (name ``default``, weight 100); a pool already holding the
+    URI, or an operator's own pool named ``default``, is left as it is.
+    """
+    pools = control.pools.all()
+    if any(p.uri == uri for p in pools):
+        return
+    if any(p.name == VIRTUAL_POOL for p in pools):
+        LOG.warning("pool %r exists with another URI; the message store is not registered as a pool",
+                    VIRTUAL_POOL)
+        return
+    control.pools.create(VIRTUAL_POOL, uri, 100)
+    LOG.info("registered the message store as pool %r", VIRTUAL_POOL)
 
 
 def build_notifier(conf: cfg.ConfigOpts, store: DataDriver) -> Notifier:
@@ -65,12 +102,15 @@ def build_notifier(conf: cfg.ConfigOpts, store: DataDriver) -> Notifier:
 
 def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
     store = store if store is not None else build_store(conf)
+    pooled = store if isinstance(store, pooling.DataDriver) else None
     ctx = Context(
         store=store,
         notifier=build_notifier(conf, store),
         limits=limits_from(conf),
         features=features_from(conf),
         authorize=policy.authorizer(conf),
+        control=pooled.control if pooled is not None else None,
+        pool_store=pooled.pool_store if pooled is not None else None,
     )
     return Api(ctx)
 

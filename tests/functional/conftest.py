@@ -31,10 +31,12 @@ from zaqar.transport.websocket import protocol
 
 IN_PROCESS = ["http", "websocket-json", "websocket-msgpack"]
 OVER_SOCKETS = ["http-socket", "websocket-json-socket", "websocket-msgpack-socket"]
-STORES = {"sqlite": None, "redis": backends.redis_uri, "sqlalchemy": backends.sql_uri}
-TRANSPORTS = IN_PROCESS + [
+# "pooled": pooling on, queues spread over a SQLite, a Redis and a PostgreSQL pool.
+STORES = {"sqlite": None, "redis": backends.redis_uri, "sqlalchemy": backends.sql_uri, "pooled": None}
+TRANSPORTS = IN_PROCESS + [f"{name}@pooled" for name in IN_PROCESS] + [
     pytest.param(f"{name}@{store}", marks=pytest.mark.slow) for store in STORES for name in OVER_SOCKETS
 ]
+ADMIN = {"X-Roles": "admin"}
 
 Client = HttpActionClient | WsActionClient
 
@@ -46,6 +48,37 @@ def api(tmp_path: Path, clock: FakeClock) -> Iterator[Api]:
     store.close()
 
 
+@pytest.fixture
+def pooled_api(tmp_path: Path, clock: FakeClock) -> Iterator[Api]:
+    """Pooling on over two SQLite pools, in process."""
+    from zaqar.storage import pooling
+
+    control = storage.load_control_driver("sqlite", f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    for name in ("a", "b"):
+        control.pools.create(name, f"sqlite:///{tmp_path / f'pool-{name}.sqlite'}", 100)
+    store = pooling.DataDriver(control, clock=clock)
+    features = Features(admin_mode=True, pooling=True)
+    yield Api(Context(store=store, clock=clock, features=features, control=control,
+                      pool_store=store.pool_store))
+    store.close()
+
+
+@contextlib.contextmanager
+def _pooled_server(workdir: Path) -> Iterator[ServerProcess]:
+    """A pooled zaqar-server whose pools (SQLite, Redis, PostgreSQL) are registered through its API."""
+    with contextlib.ExitStack() as stack:
+        uris = [f"sqlite:///{workdir / 'pool-sqlite.sqlite'}",
+                stack.enter_context(backends.redis_uri()), stack.enter_context(backends.sql_uri())]
+        options = {"DEFAULT": {"admin_mode": "true", "pooling": "true"}}
+        server = stack.enter_context(running_server(workdir, options=options))
+        admin = HttpActionClient(requests_send(server.url), project="functional-admin")
+        for number, uri in enumerate(uris):
+            created = admin.call("pool_create", headers=ADMIN, pool_name=f"pool-{number}", uri=uri,
+                                 weight=100)
+            assert created.status == 201, created.body
+        yield server
+
+
 @pytest.fixture(scope="session")
 def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], ServerProcess]]:
     """One zaqar-server per message store, started on first use and stopped at the end."""
@@ -54,13 +87,16 @@ def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
         def get(store: str) -> ServerProcess:
             if store not in servers:
+                workdir = tmp_path_factory.mktemp(f"server-{store}")
+                if store == "pooled":
+                    servers[store] = stack.enter_context(_pooled_server(workdir))
+                    return servers[store]
                 options: dict[str, dict[str, str]] = {"DEFAULT": {"admin_mode": "true"}}
                 uri_of = STORES[store]
                 if uri_of is not None:
                     uri = stack.enter_context(uri_of())
                     options["drivers"] = {"message_store": store}
                     options[f"drivers:message_store:{store}"] = {"uri": uri}
-                workdir = tmp_path_factory.mktemp(f"server-{store}")
                 servers[store] = stack.enter_context(running_server(workdir, options=options))
             return servers[store]
 
@@ -86,7 +122,7 @@ def client(request: pytest.FixtureRequest) -> Iterator[Client]:
     name, _, store = request.param.partition("@")
     binary = "msgpack" in name
     if name in IN_PROCESS:
-        api = request.getfixturevalue("api")
+        api = request.getfixturevalue("pooled_api" if store == "pooled" else "api")
         if name == "http":
             yield HttpActionClient(falcon_send(wsgi.build_app(api)))
         else:
@@ -104,6 +140,12 @@ def client(request: pytest.FixtureRequest) -> Iterator[Client]:
         yield WsActionClient(send, binary=binary, project=project)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def pooled(request: pytest.FixtureRequest) -> bool:
+    """Whether this test's ``client`` talks to a pooled server."""
+    return str(request.node.callspec.params.get("client", "")).endswith("@pooled")
 
 
 @pytest.fixture

@@ -8,13 +8,25 @@ OPERATIONS = {"create_queue", "post_messages", "claim_messages", "list_messages"
               "delete_claim", "bulk_delete_messages", "delete_queue"}
 
 
-def test_health_runs_a_live_self_check_for_admins(client):
+def _assert_healthy(report):
+    assert report["storage_reachable"] is True
+    assert set(report["operation_status"]) == OPERATIONS
+    assert all(op["succeeded"] for op in report["operation_status"].values())
+    assert report["message_volume"]["total"] == 100
+
+
+def test_health_runs_a_live_self_check_for_admins(client, pooled):
     result = client.call("check_node_health", headers={"X-Roles": "admin"})
     assert result.status == 200
-    assert result.body["storage_reachable"] is True
-    assert set(result.body["operation_status"]) == OPERATIONS
-    assert all(op["succeeded"] for op in result.body["operation_status"].values())
-    assert result.body["message_volume"]["total"] == 100
+    if not pooled:
+        _assert_healthy(result.body)
+        return
+    # Pooled: the catalog's state and one report per registered pool (http-v2.md §7.2).
+    reports = dict(result.body)
+    assert reports.pop("catalog_reachable") is True
+    assert len(reports) >= 2
+    for report in reports.values():
+        _assert_healthy(report)
 
 
 def test_health_leaves_no_trace_in_the_callers_project(client):

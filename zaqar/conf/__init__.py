@@ -112,6 +112,15 @@ _NOTIFICATION = [
     cfg.StrOpt("sender", default="zaqar@localhost", help="From address of notification mail."),
 ]
 
+_POOLING_CATALOG = [
+    cfg.BoolOpt(
+        "enable_virtual_pool",
+        default=False,
+        help="With pooling: register the [drivers] message_store as pool 'default' (weight 100) at "
+        "start, unless a pool already has its URI, so a pooled deployment starts with one command.",
+    ),
+]
+
 _SIGNED_URL = [
     cfg.StrOpt("secret_key", secret=True, help="Key of pre-signed URLs (confirmations, share)."),
 ]
@@ -145,6 +154,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "drivers:transport:websocket": _WEBSOCKET,
     "notification": _NOTIFICATION,
     "signed_url": _SIGNED_URL,
+    "pooling:catalog": _POOLING_CATALOG,
     "drivers:message_store:sqlite": _SQLITE,
     "drivers:message_store:redis": _REDIS,
     "drivers:message_store:sqlalchemy": _SQLALCHEMY,

@@ -9,6 +9,7 @@ from zaqar.api.context import Context
 from zaqar.api.handlers.common import encoded_size, queue_metadata
 from zaqar.api.operations import operation
 from zaqar.api.request import Request, Response
+from zaqar.storage import errors as storage_errors
 
 _PURGE_TYPES = ("messages", "subscriptions")
 _PURGE_BATCH = 100
@@ -59,8 +60,22 @@ def queue_create(ctx: Context, req: Request) -> Response:
     if not isinstance(meta, dict):
         raise errors.InvalidBody("Document type not supported.")
     metadata.validate(meta, ctx.limits, errors.BadRequest)
+    _check_flavor(ctx, req, meta)
     created = ctx.store.queues.create(req.project_id, name, meta)
     return Response(201 if created else 204, None, {"Location": f"/v2/queues/{name}"}, data=created)
+
+
+def _check_flavor(ctx: Context, req: Request, meta: dict[str, Any]) -> None:
+    """With pooling, ``_flavor`` places the new queue on a flavor's pools, so it must name one."""
+    flavor = meta.get("_flavor")
+    if ctx.control is None or flavor is None:
+        return
+    if not isinstance(flavor, str):
+        raise errors.BadRequest("_flavor must be a string.")
+    try:
+        ctx.control.flavors.get(req.project_id, flavor)
+    except storage_errors.FlavorDoesNotExist:
+        raise errors.BadRequest(f"Flavor {flavor} does not exist.") from None
 
 
 @operation("queue_get", unavailable="Queue metadata could not be retrieved.")

@@ -12,6 +12,7 @@ from zaqar.api import errors, home
 from zaqar.api.context import Context
 from zaqar.api.operations import operation
 from zaqar.api.request import Request, Response
+from zaqar.storage import errors as storage_errors
 from zaqar.storage.base import DataDriver, MessageDraft
 
 LOG = logging.getLogger(__name__)
@@ -74,10 +75,27 @@ def _self_check(store: DataDriver) -> tuple[dict[str, Any], dict[str, int]]:
 @operation("check_node_health", unavailable="Health status could not be read.", queue=False,
            policy="health:get", feature="admin_mode")
 def check_node_health(ctx: Context, req: Request) -> Response:
-    reachable = ctx.store.is_alive()
+    if ctx.control is None or ctx.pool_store is None:
+        body = _store_health(ctx.store)
+    else:
+        # Pooled: the catalog, then every pool's own report (http-v2.md §7.2).
+        body = {"catalog_reachable": ctx.control.is_alive()}
+        for pool in ctx.control.pools.all():
+            try:
+                store = ctx.pool_store(pool.name)
+            except storage_errors.StorageError as exc:
+                LOG.warning("health: pool %s cannot be opened: %s", pool.name, exc)
+                body[pool.name] = {"storage_reachable": False}
+                continue
+            body[pool.name] = _store_health(store)
+    return Response(200, body, data=body)
+
+
+def _store_health(store: DataDriver) -> dict[str, Any]:
+    reachable = store.is_alive()
     body: dict[str, Any] = {"storage_reachable": reachable}
     if reachable:
-        ops, volume = _self_check(ctx.store)
+        ops, volume = _self_check(store)
         body["message_volume"] = volume
         body["operation_status"] = ops
-    return Response(200, body, data=body)
+    return body
