@@ -197,6 +197,42 @@ def test_websocket_subscriber_gets_a_frame_per_message_posted_over_http(server, 
     _post(http, server, queue, "nobody listens")  # and posting still works
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "msgpack"])
+def test_subscribers_of_queues_on_every_pool_of_a_pooled_server_are_notified(tmp_path, binary):
+    project = _project()
+    http = _http(project)
+    with contextlib.ExitStack() as stack:
+        options = stack.enter_context(_pooled_options(backends.redis_uri(), backends.sql_uri()))
+        server = stack.enter_context(running_server(tmp_path, options=options))
+        hook = stack.enter_context(HttpReceiver())
+        catalog = _catalog(options)
+        stack.callback(catalog.close)
+        queues = [f"pooled-{n}" for n in range(8)]
+        for number in range(2):  # a flavor per pool, so half the queues land on each
+            catalog.flavors.create(project, f"on-{number}", [f"pool-{number}"])
+        for n, queue in enumerate(queues):
+            created = http.put(f"{server.url}/v2/queues/{queue}", json={"_flavor": f"on-{n % 2}"}, timeout=10)
+            assert created.status_code == 201, created.text
+        conns = {queue: _ws_subscribe(server, queue, project, binary) for queue in queues}
+        for conn in conns.values():
+            stack.callback(conn.close)
+        for queue in queues:
+            _subscribe(http, server, queue, f"{hook.url}/{queue}")
+            _post(http, server, queue, {"queue": queue})
+        for queue, conn in conns.items():
+            assert _ws_frame(conn, binary) == _notification({"queue": queue}, queue)
+        posts = hook.wait_for(len(queues))
+        assert sorted(post.path for post in posts) == sorted(f"/{q}" for q in queues)
+        hook.assert_quiet(len(queues))
+        assert [catalog.catalog.get(project, q) for q in queues] == ["pool-0", "pool-1"] * 4
+
+
+def _catalog(options: dict[str, dict[str, str]]) -> Any:
+    from zaqar import storage
+
+    return storage.load_control_driver("sqlalchemy", options["drivers:management_store:sqlalchemy"]["uri"])
+
+
 def test_websocket_push_encoding_follows_the_subscription_frame_not_later_requests(server):
     project, queue = _project(), "sticky-encoding"
     http = _http(project)
@@ -229,12 +265,32 @@ def _shared_store_options(store: str, tmp_path: Path) -> Iterator[dict[str, dict
         shared.mkdir()
         yield {"DEFAULT": {"state_path": str(shared)}}
         return
+    if store == "pooled":
+        with _pooled_options(backends.sql_uri(), backends.redis_uri()) as options:
+            yield options
+        return
     uri_of = {"redis": backends.redis_uri, "sqlalchemy": backends.sql_uri}[store]
     with uri_of() as uri:
         yield {"drivers": {"message_store": store}, f"drivers:message_store:{store}": {"uri": uri}}
 
 
-@pytest.mark.parametrize("store", ["sqlite", "redis", "sqlalchemy"])
+@contextlib.contextmanager
+def _pooled_options(*pools: contextlib.AbstractContextManager[str]) -> Iterator[dict[str, dict[str, str]]]:
+    """Pooling on, the catalog in PostgreSQL (shared by every server given these options), and
+    the given stores registered as pools of equal weight."""
+    from zaqar import storage
+
+    with contextlib.ExitStack() as stack:
+        catalog = stack.enter_context(backends.sql_uri())
+        control = storage.load_control_driver("sqlalchemy", catalog)
+        for number, pool in enumerate(pools):
+            control.pools.create(f"pool-{number}", stack.enter_context(pool), 100)
+        control.close()
+        yield {"DEFAULT": {"pooling": "true"}, "drivers": {"management_store": "sqlalchemy"},
+               "drivers:management_store:sqlalchemy": {"uri": catalog}}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis", "sqlalchemy", "pooled"])
 def test_websocket_subscriber_on_one_server_gets_messages_posted_through_another(tmp_path, store):
     project, queue = _project(), "across-servers"
     http = _http(project)
