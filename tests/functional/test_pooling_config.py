@@ -32,7 +32,8 @@ def test_without_pools_queues_cannot_be_placed_and_the_answer_says_why(tmp_path)
         listed = requests.get(f"{server.url}/v2/queues", headers=H, timeout=30)
         assert (listed.status_code, listed.json()) == (200, {"queues": [], "links": []})
         pool = {"uri": f"sqlite:///{tmp_path / 'first-pool.sqlite'}", "weight": 1}
-        assert requests.put(f"{server.url}/v2/pools/first", headers=H, json=pool, timeout=30).status_code == 201
+        registered = requests.put(f"{server.url}/v2/pools/first", headers=H, json=pool, timeout=30)
+        assert registered.status_code == 201
         assert _post(server.url).status_code == 201
 
 
