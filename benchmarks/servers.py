@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -81,11 +81,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def write_config(state_dir: Path, port: int, threads: int, websocket_port: int | None = None,
-                 message_store: str | None = None, store_uri: str | None = None) -> Path:
+                 message_store: str | None = None, store_uri: str | None = None,
+                 pooling: bool = False) -> Path:
     """HTTP only by default; with ``websocket_port`` also the websocket listener (``threads`` workers).
 
     ``message_store`` (sqlite, redis, sqlalchemy) and ``store_uri`` choose the message store; by
-    default the server's own (sqlite in ``state_dir``).
+    default the server's own (sqlite in ``state_dir``). With ``pooling`` the server runs the pooled
+    store over the pools registered in its sqlite management store
+    (``<state_dir>/zaqar-management.sqlite``, the default location).
     """
     path = state_dir / "zaqar.conf"
     text = (
@@ -110,6 +113,9 @@ def write_config(state_dir: Path, port: int, threads: int, websocket_port: int |
         text = text.replace("[drivers]\n", f"[drivers]\nmessage_store = {message_store}\n", 1)
     if store_uri:
         text += f"[drivers:message_store:{message_store or 'sqlite'}]\nuri = {store_uri}\n"
+    if pooling:
+        text = text.replace("[drivers]\n", "[drivers]\nmanagement_store = sqlite\n", 1)
+        text = text.replace("[DEFAULT]\n", "[DEFAULT]\npooling = true\n", 1)
     path.write_text(text)
     return path
 
@@ -195,21 +201,30 @@ class ServerProcess:
 
 
 def start_zaqar(threads: int = DEFAULT_THREADS, websocket: bool = False, message_store: str | None = None,
-                store_uri: str | None = None) -> ServerProcess:
+                store_uri: str | None = None, pooling: bool = False,
+                prepare: Callable[[Path], None] | None = None) -> ServerProcess:
     """``zaqar-server --config-file <tmp>/zaqar.conf`` on a free port; waits until it answers.
 
     With ``websocket`` it also serves the websocket transport, on a second free port
     (``server.websocket_port``), with ``threads`` workers. ``message_store`` and ``store_uri``
-    pick the message store (default: sqlite in the temporary state directory).
+    pick the message store (default: sqlite in the temporary state directory). ``pooling`` turns
+    the pooled store on (see ``write_config``); ``prepare(state_dir)`` runs before the server
+    starts, e.g. to register the pools in ``<state_dir>/zaqar-management.sqlite``.
     """
     state_dir = Path(tempfile.mkdtemp(prefix="zaqar-bench-"))
+    if prepare is not None:
+        try:
+            prepare(state_dir)
+        except BaseException:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
     port = free_port()
     ws_port = None
     if websocket:
         ws_port = free_port()
         while ws_port == port:
             ws_port = free_port()
-    config = write_config(state_dir, port, threads, ws_port, message_store, store_uri)
+    config = write_config(state_dir, port, threads, ws_port, message_store, store_uri, pooling)
     server = ServerProcess("zaqar-server", [*zaqar_server_command(), "--config-file", str(config)], port,
                            state_dir, state_dir / "server.log")
     server.websocket_port = ws_port
