@@ -38,6 +38,9 @@ class ToggleProxy:
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                # NOTE: close() alone leaves the socket open while a _pipe thread is blocked in
+                # recv() on it, so idle client connections would survive into the next up().
+                conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
 
     def _accept(self, listener: socket.socket) -> None:
