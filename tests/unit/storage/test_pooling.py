@@ -191,3 +191,16 @@ def test_a_changed_pool_uri_is_followed(pooled, control, tmp_path, clock):
     moved = storage.load_data_driver("sqlite", f"sqlite:///{tmp_path / 'moved.sqlite'}", clock=clock)
     assert [m.body for m in moved.messages.list(P, "q", echo=True)] == ["after"]
     moved.close()
+
+
+def test_new_queues_avoid_a_pool_that_does_not_answer(pooled, control, tmp_path):
+    control.pools.create("down", DOWN, 1000)
+    _add(control, tmp_path, "up", 1)
+    for n in range(10):
+        _post(pooled, f"q{n}")
+    assert {control.catalog.get(P, f"q{n}") for n in range(10)} == {"up"}
+    control.pools.update("up", weight=0)
+    with pytest.raises(errors.BackendUnavailable):
+        pooled.queues.create(P, "nowhere", {})
+    with pytest.raises(errors.QueueNotMapped):
+        control.catalog.get(P, "nowhere")

@@ -138,11 +138,17 @@ class Registry:
         return self.driver(pool)
 
     def choose(self, project: str | None, flavor: str | None) -> str:
-        """A pool for a new queue: weighted at random among the flavor's pools.
+        """A pool for a new queue: weighted at random among the flavor's pools that answer.
 
         Without a flavor, among the pools that belong to no flavor, so a
         flavor's dedicated pools only get queues asked for with that flavor;
-        when every pool belongs to some flavor, among all pools.
+        when every pool belongs to some flavor, among all pools. A pool whose
+        store does not answer is passed over: a queue placed there would fail
+        until it came back. Placement happens once per queue, so the check is cheap.
+
+        Raises:
+            NoPoolFound: no candidate has a positive weight.
+            BackendUnavailable: candidates exist, but none answers.
         """
         pools = self.control.pools.all()
         if flavor is not None:
@@ -153,5 +159,19 @@ class Registry:
         candidates = [p for p in candidates if p.weight > 0]
         if not candidates:
             raise errors.NoPoolFound(flavor)
-        (chosen,) = self._rng.choices(candidates, weights=[p.weight for p in candidates])
-        return chosen.name
+        while candidates:
+            (chosen,) = self._rng.choices(candidates, weights=[p.weight for p in candidates])
+            if self._answers(chosen):
+                return chosen.name
+            candidates.remove(chosen)
+        raise errors.BackendUnavailable(reason="no pool that may take the queue answers")
+
+    def _answers(self, pool: Pool) -> bool:
+        try:
+            alive = self._current(pool).is_alive()
+        except errors.StorageError as exc:
+            LOG.warning("pool %s cannot be opened: %s", pool.name, exc)
+            return False
+        if not alive:
+            LOG.warning("pool %s does not answer; new queues go elsewhere", pool.name)
+        return alive
