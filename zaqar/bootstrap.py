@@ -65,26 +65,31 @@ def build_store(conf: cfg.ConfigOpts) -> DataDriver:
     if not conf.pooling:
         return storage.load_data_driver(conf.drivers.message_store, message_store_uri(conf))
     control = storage.load_control_driver(conf.drivers.management_store, management_store_uri(conf))
+    adopt_from = None
     if conf["pooling:catalog"].enable_virtual_pool:
-        register_virtual_pool(control, message_store_uri(conf))
-    return pooling.DataDriver(control)
+        adopt_from = register_virtual_pool(control, message_store_uri(conf))
+    return pooling.DataDriver(control, adopt_from=adopt_from)
 
 
-def register_virtual_pool(control: ControlDriver, uri: str) -> None:
+def register_virtual_pool(control: ControlDriver, uri: str) -> str | None:
     """Make the configured message store a pool, so a pooled deployment starts with one command.
 
     Registered once (name ``default``, weight 100); a pool already holding the
     URI, or an operator's own pool named ``default``, is left as it is.
+    Returns the name of the pool holding the message store, whose queues from
+    before pooling are then adopted on first use; None when it is not a pool.
     """
     pools = control.pools.all()
-    if any(p.uri == uri for p in pools):
-        return
+    holder = next((p.name for p in pools if p.uri == uri), None)
+    if holder is not None:
+        return holder
     if any(p.name == VIRTUAL_POOL for p in pools):
         LOG.warning("pool %r exists with another URI; the message store is not registered as a pool",
                     VIRTUAL_POOL)
-        return
+        return None
     control.pools.create(VIRTUAL_POOL, uri, 100)
     LOG.info("registered the message store as pool %r", VIRTUAL_POOL)
+    return VIRTUAL_POOL
 
 
 def build_notifier(conf: cfg.ConfigOpts, store: DataDriver) -> Notifier:

@@ -38,8 +38,12 @@ def test_without_pools_queues_cannot_be_placed_and_the_answer_says_why(tmp_path)
 
 
 def test_the_virtual_pool_makes_a_pooled_server_work_with_one_command(tmp_path):
+    with running_server(tmp_path) as single:  # the same deployment before pooling was turned on
+        assert _post(single.url, "before").status_code == 201
     options = {"DEFAULT": POOLED, "pooling:catalog": {"enable_virtual_pool": "true"}}
     with running_server(tmp_path, options=options) as server:
+        kept = requests.get(f"{server.url}/v2/queues/before/messages?echo=true", headers=H, timeout=30)
+        assert [m["body"] for m in kept.json()["messages"]] == [1]
         assert _post(server.url).status_code == 201
         pools = requests.get(f"{server.url}/v2/pools", headers=H, timeout=30).json()["pools"]
         store_file = tmp_path / "state" / "zaqar.sqlite"

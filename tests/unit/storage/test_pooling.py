@@ -204,3 +204,28 @@ def test_new_queues_avoid_a_pool_that_does_not_answer(pooled, control, tmp_path)
         pooled.queues.create(P, "nowhere", {})
     with pytest.raises(errors.QueueNotMapped):
         control.catalog.get(P, "nowhere")
+
+
+def test_queues_from_before_pooling_are_adopted_where_they_are(control, clock, tmp_path):
+    old_uri = f"sqlite:///{tmp_path / 'before.sqlite'}"
+    before = storage.load_data_driver("sqlite", old_uri, clock=clock)
+    before.queues.create(P, "old", {"kept": True})
+    (mid,) = before.messages.post(P, "old", [MessageDraft("from before", 300)], None)
+    before.close()
+    control.pools.create("default", old_uri, 100)
+    _add(control, tmp_path, "new", 100_000)  # would take nearly every new queue
+    store = pooling.DataDriver(control, clock=clock, refresh=0, adopt_from="default")
+    try:
+        assert store.queues.get_metadata(P, "old") == {"kept": True}
+        assert [m.id for m in store.messages.list(P, "old", echo=True)] == [mid]
+        _post(store, "old", "after")
+        assert control.catalog.get(P, "old") == "default"
+        assert len(store.messages.list(P, "old", echo=True)) == 2
+        assert store.messages.list(P, "never-existed") == []
+        with pytest.raises(errors.QueueNotMapped):
+            control.catalog.get(P, "never-existed")  # reads place nothing
+        control.catalog.forget_pool("default")
+        control.pools.delete("default")  # the former store gone: unplaced queues are just missing
+        assert store.queues.exists(P, "old") is False
+    finally:
+        store.close()

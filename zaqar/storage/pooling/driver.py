@@ -35,9 +35,11 @@ class DataDriver(base.DataDriver):
         clock: base.Clock = time.time,
         refresh: float = 5.0,
         rng: random.Random | None = None,
+        adopt_from: str | None = None,
     ) -> None:
+        """``adopt_from`` names the pool that was the message store before pooling was on."""
         self.control = control
-        self._registry = Registry(control, clock=clock, refresh=refresh, rng=rng)
+        self._registry = Registry(control, clock=clock, refresh=refresh, rng=rng, adopt_from=adopt_from)
         self._queues = QueueController(self._registry)
         self._messages = MessageController(self._registry)
         self._claims = ClaimController(self._registry)

@@ -39,8 +39,10 @@ class Registry:
         clock: base.Clock = time.time,
         refresh: float = 5.0,
         rng: random.Random | None = None,
+        adopt_from: str | None = None,
     ) -> None:
         self.control = control
+        self._adopt_from = adopt_from
         self._clock = clock
         self._refresh = refresh
         self._rng = rng or random.Random()
@@ -55,6 +57,12 @@ class Registry:
         Raises:
             BackendUnavailable: the pool is no longer registered, or its store cannot be opened.
         """
+        driver = self._registered(pool)
+        if driver is None:
+            raise errors.BackendUnavailable(reason=f"pool {pool} is not registered")
+        return driver
+
+    def _registered(self, pool: str) -> base.DataDriver | None:
         with self._lock:
             entry = self._open.get(pool)
         if entry is not None and time.monotonic() - entry.checked < self._refresh:
@@ -63,7 +71,7 @@ class Registry:
             record = self.control.pools.get(pool)
         except errors.PoolDoesNotExist:
             self._close(pool)
-            raise errors.BackendUnavailable(reason=f"pool {pool} is not registered") from None
+            return None
         return self._current(record)
 
     def _current(self, record: Pool) -> base.DataDriver:
@@ -113,17 +121,26 @@ class Registry:
 
     def lookup(self, project: str | None, queue: str) -> base.DataDriver | None:
         """The driver of the pool holding the queue, or None for a queue placed nowhere."""
-        try:
-            pool = self.control.catalog.get(project, queue)
-        except errors.QueueNotMapped:
-            return None
-        return self.driver(pool)
+        pool = self.pool_of(project, queue)
+        return None if pool is None else self.driver(pool)
 
     def pool_of(self, project: str | None, queue: str) -> str | None:
+        """The queue's pool, adopting a queue the ``adopt_from`` pool held before pooling was on.
+
+        A deployment that turns pooling on keeps its message store as a pool
+        (``enable_virtual_pool``); its existing queues are in no catalog yet,
+        and are placed where they already are on first use.
+        """
         try:
             return self.control.catalog.get(project, queue)
         except errors.QueueNotMapped:
+            pass
+        if self._adopt_from is None:
             return None
+        former = self._registered(self._adopt_from)  # None once an operator deleted that pool
+        if former is not None and former.queues.exists(project, queue):
+            return self.control.catalog.insert(project, queue, self._adopt_from)
+        return None
 
     def place(self, project: str | None, queue: str, flavor: str | None = None) -> base.DataDriver:
         """The queue's pool, choosing one by weight first when the queue is placed nowhere yet.
