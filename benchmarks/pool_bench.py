@@ -109,8 +109,6 @@ def namespace(kind: str, args: argparse.Namespace, notes: list[str]) -> Iterator
 @contextlib.contextmanager
 def _redis_prefixes(base: str, notes: list[str]) -> Iterator[tuple[Callable[[str], str], Callable[[], Any]]]:
     """One key prefix per pool, all under one run prefix whose keys are deleted afterwards."""
-    import redis
-
     run_prefix = f"zaqar-pool-bench-{uuid.uuid4().hex}-"
     pids = store_bench._redis_pids() if store_bench._is_local(base) else ()
 
@@ -120,18 +118,7 @@ def _redis_prefixes(base: str, notes: list[str]) -> Iterator[tuple[Callable[[str
     try:
         yield uri, lambda: pids
     finally:
-        client = redis.Redis.from_url(base)
-        try:
-            deleted = 0
-            keys = list(client.scan_iter(match=run_prefix + "*", count=1000))
-            for start in range(0, len(keys), 1000):
-                deleted += client.delete(*keys[start:start + 1000])
-            left = sum(1 for _ in client.scan_iter(match=run_prefix + "*", count=1000))
-            notes.append(f"redis: deleted {deleted} keys under {run_prefix!r}*, {left} left")
-        except Exception as exc:
-            notes.append(f"redis: cleanup of {run_prefix!r}* FAILED: {exc!r}")
-        finally:
-            client.close()
+        store_bench.delete_prefix(base, run_prefix, notes)
 
 
 def pool_uris(ns: Namespace, phase: str, layout: Layout) -> list[str]:

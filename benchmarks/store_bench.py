@@ -122,25 +122,31 @@ def _is_local(url: str) -> bool:
 
 @contextlib.contextmanager
 def _redis_namespace(base: str, notes: list[str]) -> Iterator[Space]:
-    import redis
 
     prefix = f"zaqar-bench-{uuid.uuid4().hex}:"
     pids = _redis_pids() if _is_local(base) else ()
     try:
         yield Space(_with_query(base, f"prefix={quote(prefix)}"), lambda: pids)
     finally:
-        client = redis.Redis.from_url(base)
-        try:
-            deleted = 0
-            keys = list(client.scan_iter(match=prefix + "*", count=1000))
-            for start in range(0, len(keys), 1000):
-                deleted += client.delete(*keys[start:start + 1000])
-            left = sum(1 for _ in client.scan_iter(match=prefix + "*", count=1000))
-            notes.append(f"redis: deleted {deleted} keys under {prefix!r}, {left} left")
-        except Exception as exc:
-            notes.append(f"redis: cleanup of {prefix!r} FAILED: {exc!r}")
-        finally:
-            client.close()
+        delete_prefix(base, prefix, notes)
+
+
+def delete_prefix(base: str, prefix: str, notes: list[str]) -> None:
+    """Delete every key under ``prefix`` on the Redis server ``base``; say what happened in ``notes``."""
+    import redis
+
+    client = redis.Redis.from_url(base)
+    try:
+        deleted = 0
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            deleted += client.delete(*keys[start:start + 1000])
+        left = sum(1 for _ in client.scan_iter(match=prefix + "*", count=1000))
+        notes.append(f"redis: deleted {deleted} keys under {prefix!r}, {left} left")
+    except Exception as exc:  # a benchmark reports a failed cleanup rather than hiding its figures
+        notes.append(f"redis: cleanup of {prefix!r} FAILED: {exc!r}")
+    finally:
+        client.close()
 
 
 def _redis_pids() -> tuple[int, ...]:
