@@ -445,6 +445,15 @@ def test_catalog_forget_pool_removes_exactly_that_pools_queues(control: ControlD
     assert control.catalog.insert("p", "q", "c") == "c"
 
 
+def test_catalog_placed_names_every_queue_of_a_pool_with_its_project(control: ControlDriver) -> None:
+    for project, queue, pool in [("p", "q", "a"), ("", "q", "a"), (None, "r", "a"), ("p", "s", "b")]:
+        control.catalog.insert(project, queue, pool)
+    assert sorted(control.catalog.placed("a"), key=repr) == sorted([("p", "q"), ("", "q"), (None, "r")],
+                                                                   key=repr)
+    assert control.catalog.placed("b") == [("p", "s")]
+    assert control.catalog.placed("nowhere") == []
+
+
 # ---- the driver ------------------------------------------------------------------------------
 
 

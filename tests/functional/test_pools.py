@@ -233,6 +233,22 @@ def test_a_pool_holding_queues_is_deleted_only_by_force(client, prefix, uri):
     assert client.call("pool_delete", pool_name=name).status == 204  # nothing left to refuse
 
 
+def test_a_pool_whose_queues_were_all_deleted_goes_without_force(client, prefix, uri):
+    name, flavor = prefix + "a", prefix + "f"
+    create_pool(client, name, uri(1))
+    assert client.call("flavor_create", flavor_name=flavor, pool_list=[name]).status == 201
+    for queue in ("q1", "q2"):
+        assert client.call("queue_create", queue_name=queue, metadata={"_flavor": flavor}).status == 201
+    assert client.call("flavor_delete", flavor_name=flavor).status == 204
+    assert client.call("queue_delete", queue_name="q1").status == 204
+    held = (f"Pool {name} still holds 1 queues; delete them first, or repeat the request with "
+            "force=true to forget their placement.")
+    assert_error(client.call("pool_delete", pool_name=name), 409, held, "Resource conflict", client.transport)
+    assert client.call("queue_delete", queue_name="q2").status == 204
+    assert client.call("pool_delete", pool_name=name).status == 204
+    assert client.call("pool_get", pool_name=name).status == 404
+
+
 def test_no_pool_to_place_a_queue_on_is_503(client, request):
     if pool_admin.preregistered(request):
         pytest.skip("this server has pools")

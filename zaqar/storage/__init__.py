@@ -45,6 +45,8 @@ CONTROL_DRIVERS: dict[str, str] = {
 _URI_SCHEMES: dict[str, str] = {
     "sqlite": "sqlite",
     "redis": "redis",
+    "rediss": "redis",
+    "unix": "redis",
     "redis+sentinel": "redis",
     "postgresql": "sqlalchemy",
     "mysql": "sqlalchemy",

@@ -137,6 +137,10 @@ class CatalogController(abc.ABC):
         """How many queues (of every project) the pool holds."""
 
     @abc.abstractmethod
+    def placed(self, pool: str) -> list[tuple[str | None, str]]:
+        """Every (project, queue) placed on ``pool``, for pruning placements before the pool goes."""
+
+    @abc.abstractmethod
     def forget_pool(self, pool: str) -> int:
         """Forget the placement of every queue on ``pool``; return how many were forgotten.
 

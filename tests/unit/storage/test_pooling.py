@@ -154,15 +154,20 @@ def test_an_unplaced_dead_letter_queue_joins_its_source_and_keeps_ids(pooled, co
     assert pooled.messages.get(P, "dlq", mid).claim_count == 1
 
 
-def test_deleting_a_queue_forgets_its_pool_unless_subscriptions_live(pooled, control, tmp_path):
+def test_a_deleted_queue_keeps_its_pool_until_the_pool_is_pruned(pooled, control, tmp_path):
     _add(control, tmp_path, "a", 100)
     _post(pooled, "plain")
-    pooled.queues.delete(P, "plain")
-    with pytest.raises(errors.QueueNotMapped):
-        control.catalog.get(P, "plain")
     pooled.subscriptions.create(P, "watched", "http://127.0.0.1:1/hook", 3600, {})
-    pooled.queues.delete(P, "watched")
-    assert control.catalog.get(P, "watched") == "a"
+    pooled.queues.create(P, "gone", {})
+    for queue in ("plain", "watched", "gone"):
+        pooled.queues.delete(P, queue)
+    assert pooled.queues.exists(P, "plain") is False
+    _add(control, tmp_path, "b", 1_000_000)  # would take nearly every new queue
+    _post(pooled, "plain", "again")  # a re-created (or racing) post goes back where it was
+    assert control.catalog.get(P, "plain") == "a"
+    # Pruning before the pool goes keeps what still lives there and forgets the rest.
+    assert pooling.held_queues(control, pooled.pool_store("a"), "a") == 2
+    assert sorted(q for _, q in control.catalog.placed("a")) == ["plain", "watched"]
     assert len(pooled.subscriptions.list(P, "watched")) == 1
 
 
@@ -229,3 +234,42 @@ def test_queues_from_before_pooling_are_adopted_where_they_are(control, clock, t
         assert store.queues.exists(P, "old") is False
     finally:
         store.close()
+
+
+def test_a_record_read_before_a_uri_change_does_not_bring_the_old_store_back(control, clock, tmp_path):
+    import time
+
+    _add(control, tmp_path, "a", 100)
+    store = pooling.DataDriver(control, clock=clock, refresh=60.0)
+    registry = store._registry  # noqa: SLF001 - the race is between two of its callers
+    try:
+        old, before = control.pools.get("a"), time.monotonic()
+        control.pools.update("a", uri=f"sqlite:///{tmp_path / 'moved.sqlite'}")
+        new = control.pools.get("a")
+        moved = registry._current(new, time.monotonic())  # a thread with the fresh record
+        assert registry._current(old, before) is moved  # a slower thread with the old one
+        _post(store, "q", "after the move")
+        assert [m.body for m in moved.messages.list(P, "q", echo=True)] == ["after the move"]
+    finally:
+        store.close()
+
+
+def test_dead_letters_wait_while_their_queue_s_pool_is_down(pooled, control, tmp_path):
+    _add(control, tmp_path, "a", 100)
+    control.pools.create("far", DOWN, 0)
+    _place_on(control, pooled, "q", "a")
+    control.catalog.insert(P, "dlq", "far")
+    _post(pooled, "q", "dead")
+    _post(pooled, "q", "alive")
+    dead_letter = DeadLetter(queue="dlq", max_claim_count=1)
+    cid, claimed = pooled.claims.create(P, "q", ttl=60, grace=60, limit=1, dead_letter=dead_letter)
+    pooled.claims.delete(P, "q", cid)
+    # The claim that moves "dead" is answered although its dead-letter queue cannot be reached.
+    cid, claimed = pooled.claims.create(P, "q", ttl=60, grace=60, limit=5, dead_letter=dead_letter)
+    assert [m.body for m in claimed] == ["alive"]
+    control.pools.update("far", uri=f"sqlite:///{tmp_path / 'far.sqlite'}")  # the pool is back
+    pooled.claims.delete(P, "q", cid)
+    # This claim moves "alive" too (claimed once already) and carries both, in order.
+    assert pooled.claims.create(P, "q", ttl=60, grace=60, limit=5, dead_letter=dead_letter) == (None, [])
+    assert [m.body for m in pooled.messages.list(P, "dlq", echo=True)] == ["dead", "alive"]
+    assert [i.name for i in pooled.queues.list(P)] == ["dlq", "q"]

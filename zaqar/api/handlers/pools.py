@@ -28,6 +28,8 @@ from zaqar.api import errors, validation, views
 from zaqar.api.context import Context
 from zaqar.api.operations import operation
 from zaqar.api.request import Request, Response
+from zaqar.storage import errors as storage_errors
+from zaqar.storage import pooling
 from zaqar.storage.control import ControlDriver, Pool
 
 LOG = logging.getLogger(__name__)
@@ -137,11 +139,24 @@ def pool_delete(ctx: Context, req: Request) -> Response:
     name = req.params["pool_name"]
     force = validation.boolean(req.params, "force")
     store = control(ctx)
-    held = store.catalog.count(name)
-    if held and not force:
-        raise errors.Conflict(_STILL_HOLDS.format(name=name, count=held))
+    if not force:
+        held = _held(ctx, store, name)
+        if held:
+            raise errors.Conflict(_STILL_HOLDS.format(name=name, count=held))
     store.pools.delete(name)  # PoolInUseByFlavor -> 403, before any placement is forgotten
-    if held:
-        forgotten = store.catalog.forget_pool(name)
+    forgotten = store.catalog.forget_pool(name)
+    if forgotten:
         LOG.warning("pool %s deleted by force; forgot the placement of %d queues", name, forgotten)
     return Response(204)
+
+
+def _held(ctx: Context, store: ControlDriver, name: str) -> int:
+    """Queues still on the pool; every placement counts while its store cannot be asked."""
+    placed = store.catalog.count(name)
+    if not placed or ctx.pool_store is None:
+        return placed
+    try:
+        return pooling.held_queues(store, ctx.pool_store(name), name)
+    except storage_errors.BackendUnavailable as exc:
+        LOG.warning("pool %s cannot be asked which queues it holds: %s", name, exc)
+        return placed

@@ -80,7 +80,13 @@ def check_node_health(ctx: Context, req: Request) -> Response:
     else:
         # Pooled: the catalog, then every pool's own report (http-v2.md §7.2).
         body = {"catalog_reachable": ctx.control.is_alive()}
-        for pool in ctx.control.pools.all():
+        try:
+            pools = ctx.control.pools.all()
+        except storage_errors.StorageError as exc:
+            LOG.warning("health: the management store cannot list the pools: %s", exc)
+            body = {"catalog_reachable": False}
+            return Response(200, body, data=body)
+        for pool in pools:
             try:
                 store = ctx.pool_store(pool.name)
             except storage_errors.StorageError as exc:

@@ -25,6 +25,23 @@ from zaqar.storage.pooling.subscriptions import SubscriptionController
 LOG = logging.getLogger(__name__)
 
 
+def held_queues(control: ControlDriver, store: base.DataDriver, pool: str) -> int:
+    """How many queues still live on ``pool``, whose store is ``store``.
+
+    Placements outlive deleted queues; here, before the pool goes, those of
+    queues with neither a record nor a live subscription left are forgotten.
+    Deleting a pool is an operator's act: set its weight to 0 first, so no
+    new queue is placed on it meanwhile.
+    """
+    held = 0
+    for project, queue in control.catalog.placed(pool):
+        if store.queues.exists(project, queue) or store.subscriptions.live(project, queue):
+            held += 1
+        else:
+            control.catalog.delete(project, queue)
+    return held
+
+
 class DataDriver(base.DataDriver):
     """Owns ``control`` and the drivers of every pool: ``close`` closes them all."""
 
@@ -85,11 +102,11 @@ class DataDriver(base.DataDriver):
     def gc(self) -> int:
         """Sweep every pool; one pool being down does not keep the others from being swept."""
         removed = 0
-        for name, driver in self._registry.every():
+        for pool in self.control.pools.all():
             try:
-                removed += driver.gc()
+                removed += self._registry.driver(pool.name).gc()
             except errors.StorageError as exc:
-                LOG.warning("expired-message sweep of pool %s failed: %s", name, exc)
+                LOG.warning("expired-message sweep of pool %s failed: %s", pool.name, exc)
         return removed
 
     def close(self) -> None:

@@ -8,10 +8,10 @@ and keeping their ids. So a dead-letter queue placed nowhere yet is placed on
 the source queue's pool. When it already lives on another pool, the source
 store moves the messages into a way station of its own first (a queue named
 ``WAYSTATION + name``, a name no client can create, which sorts after every
-valid name and is left out of listings), and they are then carried over:
-popped there, posted to the dead-letter queue's pool. Across pools a moved
-message keeps its body and remaining ttl but gets a new id, and its claim
-count starts again.
+valid name and is left out of listings), and they are then carried over,
+at least once, to the dead-letter queue's pool. Across pools a moved message
+keeps its body and remaining ttl but gets a new id, and its claim count
+starts again.
 """
 
 from __future__ import annotations
@@ -115,14 +115,22 @@ class ClaimController(base.ClaimController):
         driver = self._registry.driver(source)
         if dead_letter is None:
             return driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit)
-        target = self._registry.control.catalog.insert(project, dead_letter.queue, source)
+        target = self._registry.pool_of(project, dead_letter.queue)
+        if target is None:  # NOTE: read first: inserting takes the catalog's write lock
+            target = self._registry.control.catalog.insert(project, dead_letter.queue, source)
         if target == source:
             return driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit,
                                         dead_letter=dead_letter)
+        # Opened before claiming: once the claim is made, it must be answered.
+        target_driver = self._registry.driver(target)
         station = dataclasses.replace(dead_letter, queue=WAYSTATION + dead_letter.queue)
         result = driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit,
                                       dead_letter=station)
-        _carry(project, station.queue, driver, dead_letter.queue, self._registry.driver(target))
+        try:
+            _carry(project, station.queue, driver, dead_letter.queue, target_driver)
+        except errors.StorageError as exc:
+            LOG.warning("dead letters for %s/%s wait on pool %s for the next claim: %s",
+                        project, dead_letter.queue, source, exc)
         return result
 
     def get(self, project: str | None, queue: str, claim_id: str) -> base.Claim:
@@ -148,16 +156,13 @@ def _carry(
 ) -> None:
     """Move the way station's messages on ``source`` to ``queue`` on ``target``.
 
-    Pop is atomic, so concurrent claims never carry one message twice. When
-    the target cannot take a batch, it goes back to the way station for the
-    next claim to carry; the claim itself has succeeded and is answered.
+    At least once: each batch is posted to the target before it leaves the
+    way station, so a crash or an outage in between loses nothing; the next
+    claim carries what is left. Two claims carrying at the same moment may
+    both post a batch, so a dead letter can arrive twice, never not at all.
     """
-    while batch := source.messages.pop(project, station, _CARRY_BATCH):
+    while batch := source.messages.list(project, station, limit=_CARRY_BATCH, echo=True,
+                                        include_claimed=True, include_delayed=True):
         drafts = [base.MessageDraft(m.body, max(1, m.ttl - m.age)) for m in batch]
-        try:
-            target.messages.post(project, queue, drafts, None)
-        except errors.StorageError as exc:
-            LOG.warning("%d dead letters for %s/%s wait on their source pool: %s",
-                        len(drafts), project, queue, exc)
-            source.messages.post(project, station, drafts, None)
-            return
+        target.messages.post(project, queue, drafts, None)
+        source.messages.delete_many(project, station, [m.id for m in batch])

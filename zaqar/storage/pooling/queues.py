@@ -43,16 +43,13 @@ class QueueController(base.QueueController):
         return self._placed(project, name).queues.update_metadata(project, name, change)
 
     def delete(self, project: str | None, name: str) -> None:
+        # NOTE: the placement stays. A post racing with this delete, or a retry after the pool
+        # failed half-way, then still lands on this pool, where the queue's subscriptions (which
+        # outlive it, upstream) also are; forgetting it would orphan what such a post stored.
+        # Placements of deleted queues are pruned when their pool is deleted (held_queues).
         driver = self._registry.lookup(project, name)
-        if driver is None:
-            return
-        # NOTE: subscriptions outlive their queue (upstream); while any is live the queue keeps
-        # its pool, so they stay reachable and a re-created queue finds them again.
-        if not driver.subscriptions.live(project, name):
-            # Forget the placement first: a post racing with this delete then either lands
-            # here before the delete (and goes with it) or is placed afresh, never orphaned.
-            self._registry.control.catalog.delete(project, name)
-        driver.queues.delete(project, name)
+        if driver is not None:
+            driver.queues.delete(project, name)
 
     def list(
         self,

@@ -28,7 +28,16 @@ LOG = logging.getLogger(__name__)
 class _Open:
     uri: str
     driver: base.DataDriver
-    checked: float  # time.monotonic() of the last look at the pool's record
+    checked: float  # time.monotonic() when the newest record this entry agrees with was read
+
+
+def _open_store(uri: str, clock: base.Clock) -> base.DataDriver:
+    """Open a pool's store; a URI no driver serves is that pool's outage, not a bug (503, not 500)."""
+    try:
+        name = storage.driver_for_uri(uri)
+    except storage.InvalidDriver as exc:
+        raise errors.BackendUnavailable(reason=str(exc)) from exc
+    return storage.load_data_driver(name, uri, clock=clock)
 
 
 class Registry:
@@ -67,28 +76,35 @@ class Registry:
             entry = self._open.get(pool)
         if entry is not None and time.monotonic() - entry.checked < self._refresh:
             return entry.driver
+        read_at = time.monotonic()
         try:
             record = self.control.pools.get(pool)
         except errors.PoolDoesNotExist:
             self._close(pool)
             return None
-        return self._current(record)
+        return self._current(record, read_at)
 
-    def _current(self, record: Pool) -> base.DataDriver:
+    def _current(self, record: Pool, read_at: float) -> base.DataDriver:
+        """The driver for ``record``, read from the management store at ``read_at``.
+
+        An entry that agrees with a record read later wins over this one: a
+        thread holding a record from before a URI change must not bring the
+        old store back.
+        """
         with self._lock:
             entry = self._open.get(record.name)
-            if entry is not None and entry.uri == record.uri:
-                entry.checked = time.monotonic()
+            if entry is not None and (entry.uri == record.uri or entry.checked >= read_at):
+                entry.checked = max(entry.checked, read_at)
                 return entry.driver
         # NOTE: opened outside the lock: connecting to a slow store must not stall other pools.
-        fresh = storage.load_data_driver(storage.driver_for_uri(record.uri), record.uri, clock=self._clock)
+        fresh = _open_store(record.uri, self._clock)
         with self._lock:
             entry = self._open.get(record.name)
-            if entry is not None and entry.uri == record.uri:
-                stale, kept = fresh, entry.driver  # another thread opened it meanwhile
+            if entry is not None and (entry.uri == record.uri or entry.checked >= read_at):
+                stale, kept = fresh, entry.driver  # another thread got there first
             else:
                 stale = entry.driver if entry is not None else None
-                self._open[record.name] = _Open(record.uri, fresh, time.monotonic())
+                self._open[record.name] = _Open(record.uri, fresh, read_at)
                 kept = fresh
         if stale is not None:
             stale.close()
@@ -102,6 +118,7 @@ class Registry:
 
     def every(self) -> Iterator[tuple[str, base.DataDriver]]:
         """Every registered pool's driver, by pool name (for listings across pools and gc)."""
+        read_at = time.monotonic()
         registered = self.control.pools.all()
         names = {p.name for p in registered}
         with self._lock:
@@ -109,7 +126,7 @@ class Registry:
         for name in gone:
             self._close(name)
         for record in sorted(registered, key=lambda p: p.name):
-            yield record.name, self._current(record)
+            yield record.name, self._current(record, read_at)
 
     def close(self) -> None:
         with self._lock:
@@ -167,6 +184,7 @@ class Registry:
             NoPoolFound: no candidate has a positive weight.
             BackendUnavailable: candidates exist, but none answers.
         """
+        read_at = time.monotonic()
         pools = self.control.pools.all()
         if flavor is not None:
             members = set(self.control.flavors.get(project, flavor).pools)
@@ -178,14 +196,14 @@ class Registry:
             raise errors.NoPoolFound(flavor)
         while candidates:
             (chosen,) = self._rng.choices(candidates, weights=[p.weight for p in candidates])
-            if self._answers(chosen):
+            if self._answers(chosen, read_at):
                 return chosen.name
             candidates.remove(chosen)
         raise errors.BackendUnavailable(reason="no pool that may take the queue answers")
 
-    def _answers(self, pool: Pool) -> bool:
+    def _answers(self, pool: Pool, read_at: float) -> bool:
         try:
-            alive = self._current(pool).is_alive()
+            alive = self._current(pool, read_at).is_alive()
         except errors.StorageError as exc:
             LOG.warning("pool %s cannot be opened: %s", pool.name, exc)
             return False

@@ -298,6 +298,11 @@ class CatalogController(control.CatalogController):
         stmt = sa.select(sa.func.count()).select_from(catalog).where(C.pool == pool)
         return int(self._db.read(lambda conn: conn.execute(stmt).scalar_one()))
 
+    def placed(self, pool: str) -> list[tuple[str | None, str]]:
+        stmt = sa.select(C.project, C.queue).where(C.pool == pool)
+        rows = self._db.read(lambda conn: conn.execute(stmt).all())
+        return [(None if key == "" else key[1:], queue) for key, queue in rows]
+
     def forget_pool(self, pool: str) -> int:
         stmt = sa.delete(catalog).where(C.pool == pool)
         return int(self._db.write(lambda conn: conn.execute(stmt).rowcount))

@@ -305,6 +305,11 @@ class CatalogController(control.CatalogController):
         with self._db.read() as conn:
             return int(conn.execute("SELECT count(*) FROM catalog WHERE pool = ?", (pool,)).fetchone()[0])
 
+    def placed(self, pool: str) -> list[tuple[str | None, str]]:
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT project, queue FROM catalog WHERE pool = ?", (pool,)).fetchall()
+        return [(None if key == "" else key[1:], queue) for key, queue in rows]
+
     def forget_pool(self, pool: str) -> int:
         with self._db.write() as conn:
             return conn.execute("DELETE FROM catalog WHERE pool = ?", (pool,)).rowcount
