@@ -436,3 +436,45 @@ def test_setting_metadata_on_a_missing_queue_is_not_found(client: zaqar.Client) 
     queue = client.queue("ghost")
     with pytest.raises(errors.ResourceNotFound):
         queue.metadata({"a": 1})
+
+
+_OPEN_POOLS = "\n".join(f'"{rule}": ""' for rule in (
+    "pools:get_all", "pools:get", "pools:create", "pools:update", "pools:delete",
+    "flavors:create", "flavors:update", "flavors:delete"))
+
+
+def test_pools_and_flavors_through_the_client_on_a_pooled_server(tmp_path, project: str) -> None:
+    """client-compat.md 2.3: pool and flavor calls, with a policy file opening them to noauth clients."""
+    (tmp_path / "policy.yaml").write_text(_OPEN_POOLS + "\n")
+    options = {"DEFAULT": {"admin_mode": "true", "pooling": "true"},
+               "oslo_policy": {"policy_file": str(tmp_path / "policy.yaml")}}
+    with running_server(tmp_path / "server", transports=("wsgi",), options=options) as pooled:
+        client = _client(pooled.url, project)
+        uris = [f"sqlite:///{tmp_path / f'pool-{n}.sqlite'}" for n in range(2)]
+        client.pool("p0", weight=10, uri=uris[0], options={"note": "first"})
+        client.pool("p1", weight=20, uri=uris[1])
+        assert [p.name for p in client.pools()] == ["p0", "p1"]
+        p0 = client.pool("p0", auto_create=False)
+        assert p0.get()["uri"] == uris[0]
+        p0.update({"weight": 5})
+        assert p0.get()["weight"] == 5
+        client.flavor("gold", pool_list=["p1"])
+        assert [f.name for f in client.flavors()] == ["gold"]
+        gold = client.flavor("gold", auto_create=False)
+        assert gold.get()["pool_list"] == ["p1"]
+        # The v2 client creates queues without metadata, so no _flavor: this one goes to p0, the
+        # pool that belongs to no flavor.
+        queue = client.queue("plain")
+        queue.post({"body": "on p0", "ttl": 300})
+        assert [m.body for m in queue.messages(echo=True)] == ["on p0"]
+        with pytest.raises(errors.ForbiddenError):  # still used by the flavor: 403
+            client.pool("p1", auto_create=False).delete()
+        with pytest.raises(errors.ConflictError):  # still holds a queue: 409
+            p0.delete()
+        gold.delete()
+        assert list(client.flavors()) == []
+        client.pool("p1", auto_create=False).delete()
+        assert [p.name for p in client.pools()] == ["p0"]
+        queue.delete()
+        p0.delete()
+        assert list(client.pools()) == []
