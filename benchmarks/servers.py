@@ -248,6 +248,27 @@ def start_wsgi(name: str, threads: int = DEFAULT_THREADS) -> ServerProcess:
     return server
 
 
+def start_ceiling(kind: str, threads: int = DEFAULT_THREADS) -> ServerProcess:
+    """A bare-framework server of benchmarks/ceilings.py: ``http`` (cheroot) or ``websocket`` (ws4py).
+
+    ``threads`` are cheroot's threads or the websocket answering workers; waits until it answers
+    (``GET /v2/ping``) or accepts connections.
+    """
+    if kind not in ("http", "websocket"):
+        raise ValueError(f"unknown ceiling {kind!r}; choose http or websocket")
+    state_dir = Path(tempfile.mkdtemp(prefix=f"zaqar-bench-ceiling-{kind}-"))
+    port = free_port()
+    option = "--threads" if kind == "http" else "--workers"
+    argv = [sys.executable, "-m", "benchmarks.ceilings", kind, "--port", str(port), option, str(threads)]
+    server = ServerProcess(f"ceiling-{kind}", argv, port, state_dir, state_dir / "server.log")
+    if kind == "http":
+        server.wait_ready()
+    else:
+        server.websocket_port = port
+        server.wait_port(port)
+    return server
+
+
 @contextlib.contextmanager
 def running(server: ServerProcess) -> Iterator[ServerProcess]:
     try:

@@ -19,6 +19,14 @@ HTTP request and response including headers, websocket frames including
 frame headers; TCP/IP headers and the one-off websocket opening handshake
 excluded), and the load generator's own CPU.
 
+``--ceilings`` (default on; ``--no-ceilings`` to skip) also starts the two
+bare-framework servers of ``benchmarks/ceilings.py`` (cheroot + falcon, ws4py)
+and runs the same clients against them as four more targets
+(``ceiling-http-keepalive``, ``ceiling-http-newconn``, ``ceiling-ws-json``,
+``ceiling-ws-msgpack``), each right after its zaqar transport in every round,
+measured from /proc the same way; below the table, zaqar / ceiling server CPU
+per message for each transport: how much of zaqar's cost is the framework.
+
 ``--connections N`` is a separate mode: open N websocket connections, report
 the handshake rate and the server's RSS, thread and fd growth per connection,
 then send one request on every connection at once and time until all N
@@ -54,6 +62,8 @@ PROJECT = "bench-project"
 TTL = 3600
 CLAIM_LIMIT = 10
 TRANSPORTS = ("http-keepalive", "http-newconn", "ws-json", "ws-msgpack")
+CEILING = "ceiling-"  # prefix of the bare-framework targets (benchmarks/ceilings.py)
+CEILINGS = tuple(CEILING + t for t in TRANSPORTS)
 SCENARIOS = ("post", "consume")
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -391,23 +401,41 @@ class Result:
         return out
 
 
+@dataclasses.dataclass
+class Endpoint:
+    """Where one transport's requests go: the HTTP target (its ``pid`` is the process measured)
+    and, for websocket transports, the websocket port."""
+
+    target: Target
+    ws_port: int | None = None
+
+
 class Bench:
-    def __init__(self, target: Target, ws_port: int, threads: int, seconds: float) -> None:
-        self.target, self.ws_port, self.threads, self.seconds = target, ws_port, threads, seconds
+    def __init__(self, endpoints: dict[str, Endpoint], threads: int, seconds: float) -> None:
+        """``endpoints`` by transport: TRANSPORTS on zaqar, CEILINGS (optional) on the ceiling servers."""
+        self.endpoints, self.threads, self.seconds = endpoints, threads, seconds
+        self.transports = tuple(endpoints)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.epoch = 0  # bumped per run, so every run gets fresh queues
         self.post_rate: dict[str, float] = {}  # last post msgs/s per transport, sizes the consume prefill
 
     def _client(self, transport: str, queue: str, client_id: str, thread: int) -> Client:
-        if transport.startswith("http-"):
-            return HttpClient(self.target, queue, client_id, thread, transport == "http-newconn")
-        return WsClient(self.target, self.ws_port, queue, client_id, thread, transport == "ws-msgpack")
+        endpoint, kind = self.endpoints[transport], transport.removeprefix(CEILING)
+        if kind.startswith("http-"):
+            return HttpClient(endpoint.target, queue, client_id, thread, kind == "http-newconn")
+        assert endpoint.ws_port is not None
+        return WsClient(endpoint.target, endpoint.ws_port, queue, client_id, thread, kind == "ws-msgpack")
 
     def _setup(self, scenario: str, transport: str, thread: int) -> Client:
-        """Untimed: connect, create (post) or pre-fill (consume) this thread's queue."""
-        queue = f"tb-{self.target.run_id}-{self.target.epoch}-{scenario}-{transport}-{thread}"
+        """Untimed: connect, create (post) or pre-fill (consume) this thread's queue.
+
+        A ceiling never runs dry (it answers every claim with 10 messages), so it is not pre-filled."""
+        queue = f"tb-{self.run_id}-{self.epoch}-{scenario}-{transport}-{thread}"
         client_id = str(uuid.uuid4())
-        if scenario == "consume":
+        if scenario == "consume" and not transport.startswith(CEILING):
             rate = max(1500.0, self.post_rate.get(transport, 0.0))
-            fill(self.target, queue, int(rate * self.seconds * 1.5 / self.threads) + 50, client_id)
+            fill(self.endpoints[transport].target, queue, int(rate * self.seconds * 1.5 / self.threads) + 50,
+                 client_id)
         client = self._client(transport, queue, client_id, thread)
         if scenario == "post":
             status = client.post()  # creates the queue, warms the connection
@@ -439,7 +467,8 @@ class Bench:
         return ready
 
     def run(self, scenario: str, transport: str) -> Result:
-        self.target.epoch += 1
+        self.epoch += 1
+        pid = self.endpoints[transport].target.pid or 0
         ready = self._setup_all(scenario, transport)
         sent0 = [c.sent for c in ready]
         received0 = [c.received for c in ready]
@@ -460,7 +489,7 @@ class Bench:
         pool = [threading.Thread(target=worker, args=(i,), name=f"tb-{i}") for i in range(len(ready))]
         for t in pool:
             t.start()
-        server_cpu0 = servers.cpu_seconds(self.target.pid or 0)
+        server_cpu0 = servers.cpu_seconds(pid)
         gen_cpu0 = time.process_time()
         started = time.perf_counter()
         deadline[0] = started + self.seconds
@@ -469,7 +498,7 @@ class Bench:
             t.join()
         elapsed = time.perf_counter() - started
         gen_cpu = time.process_time() - gen_cpu0
-        server_cpu = servers.cpu_seconds(self.target.pid or 0) - server_cpu0
+        server_cpu = servers.cpu_seconds(pid) - server_cpu0
         sent = sum(c.sent for c in ready) - sum(sent0)
         received = sum(c.received for c in ready) - sum(received0)
         for c in ready:
@@ -508,15 +537,25 @@ def pool_rounds(rounds: Sequence[Result]) -> Result:
     )
 
 
+def run_order(transports: Sequence[str]) -> tuple[str, ...]:
+    """Each ceiling right after its zaqar transport, so a pair's runs are seconds apart."""
+    paired = [x for t in transports if not t.startswith(CEILING) for x in (t, CEILING + t) if x in transports]
+    return tuple(paired + [t for t in transports if t not in paired])
+
+
 def run_rounds(bench: Bench, rounds: int, log: Callable[[str], None]) -> list[Result]:
-    runs: dict[tuple[str, str], list[Result]] = {(s, t): [] for s in SCENARIOS for t in TRANSPORTS}
+    transports = bench.transports
+    runs: dict[tuple[str, str], list[Result]] = {(s, t): [] for s in SCENARIOS for t in transports}
+    base = run_order(transports)
+    step = max(1, len(base) // rounds)  # spread every transport over the positions; pairs stay adjacent
     for rnd in range(rounds):
-        order = TRANSPORTS[rnd % len(TRANSPORTS):] + TRANSPORTS[:rnd % len(TRANSPORTS)]
+        shift = (rnd * step) % len(base)
+        order = base[shift:] + base[:shift]
         for scenario in SCENARIOS:
             for transport in order:
                 log(f"  round {rnd + 1}/{rounds}: {scenario} over {transport}")
                 runs[scenario, transport].append(bench.run(scenario, transport))
-    return [pool_rounds(runs[s, t]) for s in SCENARIOS for t in TRANSPORTS]
+    return [pool_rounds(runs[s, t]) for s in SCENARIOS for t in transports]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -540,14 +579,15 @@ def _round_ratios(a: Sequence[float | None], b: Sequence[float | None]) -> str:
 
 
 def print_table(results: Sequence[Result], out: Callable[[str], None] = print) -> None:
-    header = (f"{'scenario':<8} {'transport':<15} {'msgs/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+    width = max([15, *(len(r.transport) for r in results)])
+    header = (f"{'scenario':<8} {'transport':<{width}} {'msgs/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'srv ms/msg':>10} {'srv CPU%':>8} {'gen CPU%':>8} {'tx B/msg':>8} {'rx B/msg':>8} "
               f"{'errors':>6}")
     out(header)
     out("-" * len(header))
     for r in results:
         notes = " (queue drained)" if r.drained else ""
-        out(f"{r.scenario:<8} {r.transport:<15} {r.msg_per_s:>7.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
+        out(f"{r.scenario:<8} {r.transport:<{width}} {r.msg_per_s:>7.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
             f"{_fmt(r.server_ms_per_msg, '.3f'):>10} {r.server_cpu_pct:>8.0f} {r.gen_cpu_pct:>8.0f} "
             f"{_fmt(r.tx_per_msg, '.0f'):>8} {_fmt(r.rx_per_msg, '.0f'):>8} {r.errors:>6}{notes}")
     errors = [r for r in results if r.first_error]
@@ -571,6 +611,8 @@ def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) 
         + " | msgs/s | wire bytes/msg")
     for scenario in SCENARIOS:
         for label, a, b in pairs:
+            if (scenario, a) not in by or (scenario, b) not in by:
+                continue
             ra, rb = by[scenario, a], by[scenario, b]
             cpu = _ratio(ra.server_ms_per_msg, rb.server_ms_per_msg)
             if several:
@@ -579,12 +621,36 @@ def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) 
             wire_b = (rb.bytes_sent + rb.bytes_received) / rb.messages if rb.messages else None
             out(f"  {scenario:<8} {label:<30} CPU/msg {cpu:<24} "
                 f"| msgs/s {_ratio(ra.msg_per_s, rb.msg_per_s):>6} | bytes {_ratio(wire_a, wire_b):>6}")
-    if any(len(r.per_round_ms_per_msg) > 1 for r in results):
+    print_ceiling_ratios(results, out)
+    if several:
+        width = max(len(r.transport) for r in results)
         out("")
         out("server CPU ms/msg per round:")
         for r in results:
             rounds = " ".join(_fmt(v, ".3f") for v in r.per_round_ms_per_msg)
-            out(f"  {r.scenario:<8} {r.transport:<15} {rounds}")
+            out(f"  {r.scenario:<8} {r.transport:<{width}} {rounds}")
+
+
+def print_ceiling_ratios(results: Sequence[Result], out: Callable[[str], None] = print) -> None:
+    """zaqar / bare framework per transport: the CPU ratio, and the CPU zaqar adds per message."""
+    by = {(r.scenario, r.transport): r for r in results}
+    pairs = [(s, t) for s in SCENARIOS for t in TRANSPORTS if (s, t) in by and (s, CEILING + t) in by]
+    if not pairs:
+        return
+    several = any(len(r.per_round_ms_per_msg) > 1 for r in results)
+    out("")
+    out("zaqar / ceiling (bare cheroot+falcon, bare ws4py; same run): server CPU/msg pooled"
+        + (" [median per-round ratio, min-max]" if several else "")
+        + ", zaqar's own CPU per message on top of the framework | msgs/s")
+    for scenario, transport in pairs:
+        zq, ceiling = by[scenario, transport], by[scenario, CEILING + transport]
+        cpu = _ratio(zq.server_ms_per_msg, ceiling.server_ms_per_msg)
+        if several:
+            cpu += " " + _round_ratios(zq.per_round_ms_per_msg, ceiling.per_round_ms_per_msg)
+        extra = ("n/a" if zq.server_ms_per_msg is None or ceiling.server_ms_per_msg is None
+                 else f"{(zq.server_ms_per_msg - ceiling.server_ms_per_msg) * 1000:+.0f} us")
+        out(f"  {scenario:<8} {transport:<15} CPU/msg {cpu:<24} {extra:>8} "
+            f"| msgs/s {_ratio(zq.msg_per_s, ceiling.msg_per_s):>6}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -782,19 +848,38 @@ def _log(message: str) -> None:
 
 
 def scenarios_mode(args: argparse.Namespace, log: Callable[[str], None]) -> list[Result]:
-    server = servers.start_zaqar(args.server_threads, websocket=True)
-    assert server.websocket_port is not None
-    log(f"started zaqar-server pid {server.pid}: http {server.url}, "
-        f"websocket ws://127.0.0.1:{server.websocket_port}/ ({args.server_threads} threads / workers)")
+    started: list[servers.ServerProcess] = []
     try:
-        bench = Bench(Target("127.0.0.1", server.port, server.pid), server.websocket_port, args.concurrency,
-                      args.seconds)
+        server = servers.start_zaqar(args.server_threads, websocket=True)
+        started.append(server)
+        assert server.websocket_port is not None
+        log(f"started zaqar-server pid {server.pid}: http {server.url}, "
+            f"websocket ws://127.0.0.1:{server.websocket_port}/ ({args.server_threads} threads / workers)")
+        zaqar_http = Target("127.0.0.1", server.port, server.pid)
+        endpoints = {t: Endpoint(zaqar_http, None if t.startswith("http-") else server.websocket_port)
+                     for t in TRANSPORTS}
+        if args.ceilings:
+            http = servers.start_ceiling("http", args.server_threads)
+            started.append(http)
+            ws = servers.start_ceiling("websocket", args.server_threads)
+            started.append(ws)
+            log(f"started ceilings: cheroot+falcon pid {http.pid} on {http.url}, "
+                f"ws4py pid {ws.pid} on ws://127.0.0.1:{ws.port}/")
+            for t in TRANSPORTS:
+                ceiling = http if t.startswith("http-") else ws
+                endpoints[CEILING + t] = Endpoint(Target("127.0.0.1", ceiling.port, ceiling.pid),
+                                                  ceiling.websocket_port)
+        bench = Bench(endpoints, args.concurrency, args.seconds)
         results = run_rounds(bench, args.rounds, log)
     finally:
-        server.stop()
+        for s in started:
+            s.stop()
     rounds = f" x {args.rounds} rounds (pooled)" if args.rounds > 1 else ""
     print(f"\nzaqar-server (cheroot {args.server_threads} threads + websocket {args.server_threads} workers, "
           f"sqlite); {args.concurrency} client threads, {args.seconds:g}s per scenario{rounds}")
+    if args.ceilings:
+        print(f"ceiling-*: the same clients against bare servers doing no work (benchmarks/ceilings.py): "
+              f"cheroot {args.server_threads} threads + falcon, ws4py + {args.server_threads} workers")
     print_table(results)
     print_ratios(results)
     return results
@@ -816,6 +901,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=0, metavar="N",
                         help="instead of the scenarios: open N websocket connections, measure handshake "
                              "rate, server memory per connection and the time to answer one request on each")
+    parser.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run every scenario against the bare-framework servers of "
+                             "benchmarks/ceilings.py, interleaved, and print zaqar / ceiling (default on)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1 or args.connections < 0:
