@@ -41,6 +41,8 @@ from typing import Any
 
 import msgpack
 
+from benchmarks import wsgi_servers
+
 HOST = "127.0.0.1"
 CLAIM_ID = "5f0e2a5c2b9e11e3b19171861300734c"
 IDS = [f"{i:016x}aaaaaaaa" for i in range(1, 11)]
@@ -95,20 +97,7 @@ def http_app() -> Any:
 
 
 def serve_http(port: int, threads: int) -> None:
-    from cheroot import wsgi as cheroot_wsgi
-
-    server = cheroot_wsgi.Server((HOST, port), http_app(), numthreads=threads, server_name="ceiling")
-    server.shutdown_timeout = 5
-    server.prepare()
-    stopping = _stop_on_signals()
-    serving = threading.Thread(target=server.serve, name="cheroot", daemon=True)
-    serving.start()
-    try:
-        while not stopping.wait(0.5) and serving.is_alive():
-            pass
-    finally:
-        server.stop()
-        serving.join(timeout=10)
+    wsgi_servers.run_cheroot(http_app(), port, threads, "ceiling")
 
 
 def answer(data: bytes, binary: bool) -> bytes:

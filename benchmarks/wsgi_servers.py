@@ -50,13 +50,13 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def serve_cheroot(config_args: Sequence[str], port: int, threads: int) -> None:
+def run_cheroot(app: Any, port: int, threads: int, name: str) -> None:
+    """Serve ``app`` under cheroot (as zaqar-server does) until SIGTERM or SIGINT, then stop it."""
     import threading
 
     from cheroot import wsgi as cheroot_wsgi
 
-    app = App(config_args)
-    server = cheroot_wsgi.Server((HOST, port), app.wsgi, numthreads=threads, server_name="zaqar")
+    server = cheroot_wsgi.Server((HOST, port), app, numthreads=threads, server_name=name)
     server.shutdown_timeout = 5
     server.prepare()
     stopping = threading.Event()
@@ -64,13 +64,20 @@ def serve_cheroot(config_args: Sequence[str], port: int, threads: int) -> None:
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
     serving = threading.Thread(target=server.serve, name="cheroot", daemon=True)
     serving.start()
-    LOG.info("cheroot serving on %s:%d with %d threads", HOST, port, threads)
+    LOG.info("cheroot serving %s on %s:%d with %d threads", name, HOST, port, threads)
     try:
         while not stopping.wait(0.5) and serving.is_alive():
             pass
     finally:
         server.stop()
         serving.join(timeout=10)
+
+
+def serve_cheroot(config_args: Sequence[str], port: int, threads: int) -> None:
+    app = App(config_args)
+    try:
+        run_cheroot(app.wsgi, port, threads, "zaqar")
+    finally:
         app.close()
 
 
