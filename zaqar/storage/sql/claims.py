@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from zaqar.storage import base, errors
+from zaqar.storage.projects import project_key
 from zaqar.storage.sql.database import Database
 from zaqar.storage.sql.messages import (
     MESSAGE_COLUMNS,
@@ -30,7 +31,7 @@ from zaqar.storage.sql.messages import (
     not_live_claimed,
 )
 from zaqar.storage.sql.queues import reserve_seqs
-from zaqar.storage.sql.tables import claims, messages, project_key
+from zaqar.storage.sql.tables import claims, messages
 
 m = messages.c
 c = claims.c

@@ -29,10 +29,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from zaqar.storage import control, errors
+from zaqar.storage.projects import project_from_key, project_key
 from zaqar.storage.sql import control_tables
 from zaqar.storage.sql.control_tables import catalog, flavors, pools, uri_digest
 from zaqar.storage.sql.database import Database, create_engine, is_unreachable
-from zaqar.storage.sql.tables import project_key
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ class CatalogController(control.CatalogController):
     def placed(self, pool: str) -> list[tuple[str | None, str]]:
         stmt = sa.select(C.project, C.queue).where(C.pool == pool)
         rows = self._db.read(lambda conn: conn.execute(stmt).all())
-        return [(None if key == "" else key[1:], queue) for key, queue in rows]
+        return [(project_from_key(key), queue) for key, queue in rows]
 
     def forget_pool(self, pool: str) -> int:
         stmt = sa.delete(catalog).where(C.pool == pool)

@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from zaqar.storage import base, errors
+from zaqar.storage.projects import project_key
 from zaqar.storage.sql.database import Database, chunked
 from zaqar.storage.sql.queues import reserve_seqs
-from zaqar.storage.sql.tables import messages, project_key
+from zaqar.storage.sql.tables import messages
 
 # id = 16 hex digits of the per-queue sequence number + 8 random hex digits,
 # as in the SQLite store. The random tail keeps ids hard to guess and lets a

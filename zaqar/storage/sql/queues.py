@@ -16,8 +16,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql
 
 from zaqar.storage import base, errors
+from zaqar.storage.projects import project_key
 from zaqar.storage.sql.database import Database
-from zaqar.storage.sql.tables import claims, messages, project_key, queues
+from zaqar.storage.sql.tables import claims, messages, queues
 
 _MISSING = object()
 # Rows fetched per round trip while filtering queues by metadata.

@@ -29,8 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from zaqar.storage import base, errors
+from zaqar.storage.projects import project_key
 from zaqar.storage.sql.database import Database
-from zaqar.storage.sql.tables import project_key, subscriptions
+from zaqar.storage.sql.tables import subscriptions
 
 s = subscriptions.c
 

@@ -63,15 +63,6 @@ def text_type() -> sa.types.TypeEngine[str]:
     return sa.Text().with_variant(mysql.TEXT(charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
 
 
-def project_key(project: str | None) -> str:
-    """Encode a project so that ``None`` differs from every real project name.
-
-    ``None`` is stored as the empty string and a real name gets a one
-    character prefix, so even the project ``""`` stays distinct from ``None``.
-    """
-    return "" if project is None else "p" + project
-
-
 metadata = sa.MetaData()
 
 # Created from this very definition before any migration runs, so unlike the

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from zaqar.storage import base, errors
-from zaqar.storage.sqlite.common import Database, project_key
+from zaqar.storage.projects import project_key
+from zaqar.storage.sqlite.common import Database
 from zaqar.storage.sqlite.messages import (
     MESSAGE_COLUMNS,
     StoredFields,

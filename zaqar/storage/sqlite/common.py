@@ -23,15 +23,6 @@ from zaqar.storage import errors
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
-def project_key(project: str | None) -> str:
-    """Encode a project so that ``None`` differs from every real project name.
-
-    ``None`` is stored as the empty string and a real name gets a one
-    character prefix, so even the project ``""`` stays distinct from ``None``.
-    """
-    return "" if project is None else "p" + project
-
-
 def unavailable(exc: BaseException) -> errors.BackendUnavailable:
     """Wrap a low-level failure so callers see only storage errors."""
     return errors.BackendUnavailable(reason=f"{type(exc).__name__}: {exc}")

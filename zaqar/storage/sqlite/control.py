@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zaqar.storage import control, errors
+from zaqar.storage.projects import project_from_key, project_key
 from zaqar.storage.sqlite import schema
-from zaqar.storage.sqlite.common import Database, project_key, unavailable
+from zaqar.storage.sqlite.common import Database, unavailable
 from zaqar.storage.sqlite.driver import parse_uri
 
 SCHEMA_VERSION = 1
@@ -308,7 +309,7 @@ class CatalogController(control.CatalogController):
     def placed(self, pool: str) -> list[tuple[str | None, str]]:
         with self._db.read() as conn:
             rows = conn.execute("SELECT project, queue FROM catalog WHERE pool = ?", (pool,)).fetchall()
-        return [(None if key == "" else key[1:], queue) for key, queue in rows]
+        return [(project_from_key(key), queue) for key, queue in rows]
 
     def forget_pool(self, pool: str) -> int:
         with self._db.write() as conn:

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from zaqar.storage import base, errors
-from zaqar.storage.sqlite.common import Database, project_key
+from zaqar.storage.projects import project_key
+from zaqar.storage.sqlite.common import Database
 
 # id = 16 hex digits of the per-queue sequence number + 8 random hex digits.
 # The random tail keeps ids unguessable-ish and lets a dead-lettered message

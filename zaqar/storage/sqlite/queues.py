@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from zaqar.storage import base, errors
-from zaqar.storage.sqlite.common import Database, project_key
+from zaqar.storage.projects import project_key
+from zaqar.storage.sqlite.common import Database
 
 _MISSING = object()
 

@@ -2,7 +2,7 @@
 
 Layout decisions:
 
-* ``project`` is the encoded key from ``common.project_key`` (never NULL, so
+* ``project`` is the encoded key from ``zaqar.storage.projects.project_key`` (never NULL, so
   it can be part of primary keys and compared with ``=``).
 * A message's position in its queue is ``seq``, drawn from the queue record's
   counter under the write lock; its public id embeds the seq so a deleted

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from zaqar.storage import base, errors
-from zaqar.storage.sqlite.common import Database, project_key
+from zaqar.storage.projects import project_key
+from zaqar.storage.sqlite.common import Database
 
 # id = 16 hex digits of a creation stamp (microseconds since the epoch, forced
 # to grow strictly within a queue and a process) + 8 random hex digits. Equal
