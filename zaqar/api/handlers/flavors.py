@@ -48,13 +48,12 @@ def _not_empty(pool_list: list[str]) -> None:
         raise errors.ApiError("Bad Request", title="Unable to create", status=400)
 
 
-def _check_known(ctx: Context, pool_list: list[str], *, title: str, failure: str) -> None:
-    """Refuse an unknown pool with the contract's 400 (not the 404 a missing pool is elsewhere)."""
-    known = {pool.name for pool in control(ctx).pools.all()}
-    missing = next((name for name in pool_list if name not in known), None)
-    if missing is not None:
-        error = storage_errors.PoolDoesNotExist(missing)
-        raise errors.ApiError(f"{failure}, error:{error}", title=title, status=400)
+def _unknown_pool(exc: storage_errors.PoolDoesNotExist, *, title: str, failure: str) -> errors.ApiError:
+    """An unknown listed pool is the contract's 400 here, not the 404 a missing pool is elsewhere.
+
+    The management store has then changed nothing.
+    """
+    return errors.ApiError(f"{failure}, error:{exc}", title=title, status=400)
 
 
 def _entry(flavor: Flavor, capabilities: list[str] | None) -> dict[str, Any]:
@@ -91,9 +90,11 @@ def flavor_create(ctx: Context, req: Request) -> Response:
     name, fields = req.params["flavor_name"], _fields(req)
     validation.document(_CREATE, fields)
     _not_empty(fields["pool_list"])
-    _check_known(ctx, fields["pool_list"], title="Unable to create",
-                 failure=f"Flavor {name} could not be created")
-    control(ctx).flavors.create(req.project_id, name, fields["pool_list"])
+    try:
+        control(ctx).flavors.create(req.project_id, name, fields["pool_list"])
+    except storage_errors.PoolDoesNotExist as exc:
+        raise _unknown_pool(exc, title="Unable to create", failure=f"Flavor {name} could not be created") \
+            from exc
     return Response(201, None, {"Location": f"/v2/flavors/{name}"})
 
 
@@ -117,8 +118,10 @@ def flavor_update(ctx: Context, req: Request) -> Response:
     _not_empty(fields["pool_list"])
     store = control(ctx)
     store.flavors.get(req.project_id, name)  # FlavorDoesNotExist -> 404
-    _check_known(ctx, fields["pool_list"], title="updatefail", failure=f"Flavor {name} cant be updated")
-    flavor = store.flavors.update(req.project_id, name, fields["pool_list"])
+    try:
+        flavor = store.flavors.update(req.project_id, name, fields["pool_list"])
+    except storage_errors.PoolDoesNotExist as exc:
+        raise _unknown_pool(exc, title="updatefail", failure=f"Flavor {name} cant be updated") from exc
     body = {"name": flavor.name, "capabilities": _capabilities(ctx, flavor.pools),
             "pool_list": list(flavor.pools), "href": f"/v2/flavors/{flavor.name}"}
     return Response(200, body, data=flavor)
