@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 from oslo_config import cfg
 
@@ -24,7 +25,7 @@ from zaqar.notification.mail import Mailer
 from zaqar.storage import pooling
 from zaqar.storage.base import DataDriver
 from zaqar.storage.control import ControlDriver
-from zaqar.transport import websocket
+from zaqar.transport import websocket, wsgi
 
 LOG = logging.getLogger(__name__)
 
@@ -118,6 +119,15 @@ def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
         pool_store=pooled.pool_store if pooled is not None else None,
     )
     return Api(ctx)
+
+
+def build_wsgi_app(conf: cfg.ConfigOpts, api: Api) -> Any:
+    """The falcon app of the HTTP transport, configured for this deployment.
+
+    Every HTTP server runs this same app: the built-in one and, for
+    production, uwsgi or gunicorn through ``zaqar.transport.wsgi.application``.
+    """
+    return wsgi.build_app(api)
 
 
 def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settings:

@@ -18,7 +18,7 @@ from zaqar import bootstrap
 from zaqar import conf as zconf
 from zaqar.api import Api
 from zaqar.notification import Notifier
-from zaqar.transport import websocket, wsgi
+from zaqar.transport import websocket
 
 LOG = logging.getLogger("zaqar.server")
 TRANSPORTS = ("wsgi", "websocket")
@@ -28,8 +28,8 @@ def _start_http(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
     group = conf["drivers:transport:wsgi"]
     # PERF: cheroot (CherryPy's server): a thread pool with HTTP/1.1 keep-alive, pure Python,
     # embeddable beside the websocket listener in one process. Compared in benchmarks/README.md.
-    server = cheroot_wsgi.Server((group.bind, group.port), wsgi.build_app(api), numthreads=group.threads,
-                                 server_name="zaqar")
+    app = bootstrap.build_wsgi_app(conf, api)
+    server = cheroot_wsgi.Server((group.bind, group.port), app, numthreads=group.threads, server_name="zaqar")
     server.shutdown_timeout = 5
     server.prepare()
     thread = threading.Thread(target=server.serve, name="zaqar-http", daemon=True)
