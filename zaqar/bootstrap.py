@@ -130,6 +130,19 @@ def build_wsgi_app(conf: cfg.ConfigOpts, api: Api) -> Any:
     return wsgi.build_app(api)
 
 
+def http_settings(conf: cfg.ConfigOpts, limits: Limits) -> wsgi.Settings:
+    group = conf["drivers:transport:wsgi"]
+    return wsgi.Settings(
+        bind=group.bind,
+        port=group.port,
+        threads=group.threads,
+        max_body=limits.body_cap,
+        request_timeout=group.request_timeout,
+        keepalive_timeout=group.keepalive_timeout,
+        send_timeout=group.send_timeout,
+    )
+
+
 def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settings:
     group = conf["drivers:transport:websocket"]
     notify_bind = group.notification_bind or group.bind

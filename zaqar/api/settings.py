@@ -34,6 +34,15 @@ class Limits:
     max_length_client_id: int = 36
     message_delete_with_claim_id: bool = False
 
+    @property
+    def body_cap(self) -> int:
+        """The largest body a transport reads: beyond it a request is refused by its size alone.
+
+        Above every document limit, so each limit's own error text still
+        answers a body just over it; the margin covers envelope and spacing.
+        """
+        return max(self.max_messages_post_size, self.max_queue_metadata) + 64 * 1024
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Features:

@@ -11,37 +11,25 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from cheroot import wsgi as cheroot_wsgi
 from oslo_config import cfg
 
 from zaqar import bootstrap
 from zaqar import conf as zconf
 from zaqar.api import Api
 from zaqar.notification import Notifier
-from zaqar.transport import websocket
+from zaqar.transport import websocket, wsgi
 
 LOG = logging.getLogger("zaqar.server")
 TRANSPORTS = ("wsgi", "websocket")
 
 
 def _start_http(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
-    group = conf["drivers:transport:wsgi"]
-    # PERF: cheroot (CherryPy's server): a thread pool with HTTP/1.1 keep-alive, pure Python,
-    # embeddable beside the websocket listener in one process. Compared in benchmarks/README.md.
-    app = bootstrap.build_wsgi_app(conf, api)
-    server = cheroot_wsgi.Server((group.bind, group.port), app, numthreads=group.threads, server_name="zaqar")
-    server.shutdown_timeout = 5
-    server.prepare()
-    thread = threading.Thread(target=server.serve, name="zaqar-http", daemon=True)
-    thread.start()
-    host, port = server.bind_addr[:2]
+    settings = bootstrap.http_settings(conf, api.ctx.limits)
+    server = wsgi.HttpServer(bootstrap.build_wsgi_app(conf, api), settings)
+    server.start()
+    host, port = server.address
     LOG.info("serving HTTP on %s:%s", host, port)
-
-    def stop() -> None:
-        server.stop()
-        thread.join(timeout=10)
-
-    return stop
+    return server.stop
 
 
 def _start_websocket(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:

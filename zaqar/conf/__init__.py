@@ -70,6 +70,12 @@ _WSGI = [
     cfg.HostAddressOpt("bind", default="127.0.0.1"),
     cfg.PortOpt("port", default=8888),
     cfg.IntOpt("threads", default=16, min=1, help="Worker threads of the built-in HTTP server."),
+    cfg.FloatOpt("request_timeout", default=30.0, min=0.1,
+                 help="Seconds a client has to send a whole request (head and body) once it started."),
+    cfg.FloatOpt("keepalive_timeout", default=60.0, min=0.1,
+                 help="Seconds an idle keep-alive connection stays open."),
+    cfg.FloatOpt("send_timeout", default=30.0, min=0.1,
+                 help="Drop a connection whose peer leaves responses unread this long (seconds)."),
 ]
 
 _WEBSOCKET = [

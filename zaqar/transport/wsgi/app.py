@@ -27,7 +27,7 @@ class ActionResource:
         self._checked = template not in routes.UNCHECKED
         self._has_queue = "{queue_name}" in template
         limits = api.ctx.limits
-        self._hard_cap = max(limits.max_messages_post_size, limits.max_queue_metadata) + 64 * 1024
+        self._hard_cap = limits.body_cap
 
     def _respond(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
         if not all(path.values()):
