@@ -26,6 +26,8 @@ from zaqar.storage import pooling
 from zaqar.storage.base import DataDriver
 from zaqar.storage.control import ControlDriver
 from zaqar.transport import websocket, wsgi
+from zaqar.transport.wsgi.console import ConsoleSettings, is_loopback
+from zaqar.transport.wsgi.cors import CorsSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -127,7 +129,42 @@ def build_wsgi_app(conf: cfg.ConfigOpts, api: Api) -> Any:
     Every HTTP server runs this same app: the built-in one and, for
     production, uwsgi or gunicorn through ``zaqar.transport.wsgi.application``.
     """
-    return wsgi.build_app(api)
+    return wsgi.build_app(api, cors=cors_settings(conf), console=console_settings(conf))
+
+
+def cors_settings(conf: cfg.ConfigOpts) -> CorsSettings:
+    group = conf.cors
+    return CorsSettings(
+        allowed_origins=tuple(group.allowed_origin or ()),
+        allow_credentials=group.allow_credentials,
+        expose_headers=tuple(group.expose_headers or ()),
+        max_age=group.max_age,
+        allow_methods=tuple(group.allow_methods or ()),
+        allow_headers=tuple(group.allow_headers or ()),
+    )
+
+
+def console_settings(conf: cfg.ConfigOpts) -> ConsoleSettings | None:
+    """The console's settings, or None when it is off.
+
+    Unless ``[console] enabled`` says otherwise, it is on only when the HTTP
+    transport binds a loopback address: the page has no login of its own.
+    """
+    group = conf.console
+    enabled = group.enabled
+    if enabled is None:
+        enabled = is_loopback(conf["drivers:transport:wsgi"].bind)
+    if not enabled:
+        return None
+    ws = conf["drivers:transport:websocket"]
+    serving_ws = "websocket" in conf.drivers.transport
+    return ConsoleSettings(
+        path=group.path,
+        websocket_url=group.websocket_url or None,
+        websocket_host=None if ws.bind in ("0.0.0.0", "::", "") else ws.bind,
+        websocket_port=ws.port if serving_ws else None,
+        poll_interval=group.poll_interval,
+    )
 
 
 def http_settings(conf: cfg.ConfigOpts, limits: Limits) -> wsgi.Settings:

@@ -131,6 +131,42 @@ _SIGNED_URL = [
     cfg.StrOpt("secret_key", secret=True, help="Key of pre-signed URLs (confirmations, share)."),
 ]
 
+# oslo.middleware's CORS options, as upstream Zaqar reads them; the defaults add what a browser
+# client needs (http-v2.md §0.9). No origin is allowed unless configured, which leaves CORS off.
+# NOTE: the same lists as zaqar.transport.wsgi.cors (a test keeps them equal); conf imports no transport.
+_CORS_ALLOW_HEADERS = [
+    "X-Auth-Token", "X-Identity-Status", "X-Roles", "X-Service-Catalog", "X-User-Id", "X-Tenant-Id",
+    "X-OpenStack-Request-ID", "X-Trace-Info", "X-Trace-HMAC", "Client-id",
+    "X-Project-ID", "Content-Type", "URL-Signature", "URL-Expires", "URL-Methods", "URL-Paths",
+]
+_CORS_EXPOSE_HEADERS = [
+    "X-Auth-Token", "X-Subject-Token", "X-Service-Token", "X-OpenStack-Request-ID", "Location",
+]
+_CORS_ALLOW_METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+_CORS = [
+    cfg.ListOpt("allowed_origin", default=[],
+                help="Origins (scheme://host[:port]) whose pages may call the HTTP API, or *. "
+                "Empty: CORS off."),
+    cfg.BoolOpt("allow_credentials", default=True, help="Let those pages send credentials."),
+    cfg.ListOpt("expose_headers", default=_CORS_EXPOSE_HEADERS,
+                help="Response headers those pages may read."),
+    cfg.IntOpt("max_age", default=3600, min=0, help="Seconds a browser may cache a pre-flight answer."),
+    cfg.ListOpt("allow_methods", default=_CORS_ALLOW_METHODS, help="Methods those pages may use."),
+    cfg.ListOpt("allow_headers", default=_CORS_ALLOW_HEADERS, help="Request headers those pages may send."),
+]
+
+_CONSOLE = [
+    cfg.BoolOpt("enabled", default=None,
+                help="Serve the browser console and the JavaScript client. Unset: only when "
+                "[drivers:transport:wsgi] bind is a loopback address (the console has no login)."),
+    cfg.StrOpt("path", default="/console", help="URL path of the console (outside /v2)."),
+    cfg.StrOpt("websocket_url",
+               help="Websocket URL the console connects to, e.g. wss://mq.example.com/ behind a proxy. "
+               "Default: the websocket transport's address (the page's host when it binds a wildcard)."),
+    cfg.FloatOpt("poll_interval", default=2.0, min=0.2,
+                 help="Seconds between polls of a watched queue when the page has to use HTTP."),
+]
+
 _SQLITE = [
     cfg.StrOpt(
         "uri",
@@ -161,6 +197,8 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "notification": _NOTIFICATION,
     "signed_url": _SIGNED_URL,
     "pooling:catalog": _POOLING_CATALOG,
+    "cors": _CORS,
+    "console": _CONSOLE,
     "drivers:message_store:sqlite": _SQLITE,
     "drivers:message_store:redis": _REDIS,
     "drivers:message_store:sqlalchemy": _SQLALCHEMY,

@@ -14,6 +14,9 @@ import falcon
 from zaqar.api import Api, ApiError, Response, validation
 from zaqar.api.api import error_response
 from zaqar.transport.wsgi import decode, routes
+from zaqar.transport.wsgi.console import ConsoleSettings
+from zaqar.transport.wsgi.console import add_routes as add_console_routes
+from zaqar.transport.wsgi.cors import CorsMiddleware, CorsSettings
 
 LOG = logging.getLogger("zaqar.transport.wsgi")
 
@@ -115,8 +118,14 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
     resp.set_header("Vary", "Accept")
 
 
-def build_app(api: Api) -> falcon.App:
-    app = falcon.App(middleware=[RequestLog()])
+def build_app(
+    api: Api, *, cors: CorsSettings | None = None, console: ConsoleSettings | None = None
+) -> falcon.App:
+    """The HTTP API; with ``cors`` enabled, CORS for other origins; with ``console``, the browser console."""
+    middleware: list[Any] = [RequestLog()]
+    if cors is not None and cors.enabled:
+        middleware.append(CorsMiddleware(cors))
+    app = falcon.App(middleware=middleware)
     app.req_options.keep_blank_qs_values = True  # decode drops blanks itself, and so sees them
     app.req_options.auto_parse_qs_csv = False
     app.req_options.strip_url_path_trailing_slash = False
@@ -125,4 +134,6 @@ def build_app(api: Api) -> falcon.App:
     for template, actions in routes.ROUTES.items():
         if any(action in api.actions for action in actions.values()):  # e.g. /v2/health needs admin_mode
             app.add_route(template, ActionResource(api, template, actions))
+    if console is not None:
+        add_console_routes(app, console)
     return app
