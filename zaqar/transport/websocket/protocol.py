@@ -2,7 +2,7 @@
 
 ``handle_frame`` decodes a frame (JSON text or MessagePack binary), checks
 the envelope, builds an ``api.Request``, calls the API layer and encodes the
-reply in the request's encoding. The ws4py socket class only moves bytes,
+reply in the request's encoding. The connection class only moves bytes,
 so every protocol rule is testable without a connection.
 """
 
