@@ -24,13 +24,13 @@ import json
 import socket
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from benchmarks import servers
+from benchmarks.common import Probe, Recorder, fmt, log, percentile, ratio, timed
 
 PROJECT = "bench-project"
 TTL = 3600
@@ -46,12 +46,12 @@ class HttpError(Exception):
 
 
 def build_request(method: str, path: str, host: str, client_id: str, body: bytes | None = None,
-                  close: bool = False) -> bytes:
+                  close: bool = False, project: str = PROJECT) -> bytes:
     lines = [
         f"{method} {path} HTTP/1.1",
         f"Host: {host}",
         f"Client-ID: {client_id}",
-        f"X-Project-ID: {PROJECT}",
+        f"X-Project-ID: {project}",
         "Content-Type: application/json",
         "Accept: application/json",
     ]
@@ -136,15 +136,6 @@ class Conn:
 
 
 @dataclasses.dataclass
-class Recorder:
-    requests: int = 0
-    messages: int = 0
-    errors: int = 0
-    drained: bool = False
-    latencies: list[float] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
 class Target:
     host: str
     port: int
@@ -166,14 +157,14 @@ def messages_body(count: int, thread: int) -> bytes:
     return json.dumps({"messages": msgs}).encode()
 
 
-def fill(target: Target, queue: str, count: int, client_id: str) -> None:
+def fill(target: Target, queue: str, count: int, client_id: str, project: str = PROJECT) -> None:
     """Put ``count`` messages on ``queue``, MAX_POST_BATCH per request, on one connection."""
     conn = Conn(target.host, target.port)
     try:
         while count > 0:
             batch = min(count, MAX_POST_BATCH)
             req = build_request("POST", f"/v2/queues/{queue}/messages", target.hostport, client_id,
-                                messages_body(batch, 0))
+                                messages_body(batch, 0), project=project)
             status, body = conn.request(req)
             if status != 201:
                 raise HttpError(f"fill {queue}: {status} {body[:200]!r}")
@@ -389,58 +380,26 @@ class Result:
         return out
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
-
-
 def run_scenario(scenario: Scenario, target: Target, threads: int, seconds: float) -> Result:
     target.epoch += 1
     states = [scenario.setup(target, i, threads, seconds) for i in range(threads)]
-    recs = [Recorder() for _ in range(threads)]
-    barrier = threading.Barrier(threads + 1)
-    deadline = [0.0]
-    failures: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            while time.perf_counter() < deadline[0] and scenario.step(states[i], recs[i]):
-                pass
-        except BaseException as exc:  # surfaced after the join
-            failures.append(exc)
-
-    pool = [threading.Thread(target=worker, args=(i,), name=f"bench-{i}") for i in range(threads)]
-    for t in pool:
-        t.start()
-    server_cpu0 = servers.cpu_seconds(target.pid) if target.pid else None
-    gen_cpu0 = time.process_time()
-    started = time.perf_counter()
-    deadline[0] = started + seconds
-    barrier.wait()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - started
-    gen_cpu = time.process_time() - gen_cpu0
-    server_cpu = servers.cpu_seconds(target.pid) - server_cpu0 if server_cpu0 is not None else None
-    for state in states:
-        scenario.teardown(state)
-    if failures:
-        raise RuntimeError(f"scenario {scenario.name} failed: {failures[0]!r}") from failures[0]
+    try:
+        m = timed(lambda i, rec: scenario.step(states[i], rec), threads, seconds, Probe(target.pid), Recorder)
+    finally:
+        for state in states:
+            scenario.teardown(state)
+    if m.failures:
+        raise RuntimeError(f"scenario {scenario.name} failed: {m.failures[0]}")
+    recs = m.recs
     latencies = sorted(lat for rec in recs for lat in rec.latencies)
     return Result(
-        name=scenario.name, title=scenario.title, seconds=elapsed,
+        name=scenario.name, title=scenario.title, seconds=m.seconds,
         requests=sum(r.requests for r in recs), messages=sum(r.messages for r in recs),
         errors=sum(r.errors for r in recs),
         p50_ms=percentile(latencies, 0.50) * 1000, p99_ms=percentile(latencies, 0.99) * 1000,
-        server_cpu_s=server_cpu, gen_cpu_s=gen_cpu, drained=any(r.drained for r in recs),
+        server_cpu_s=m.server_cpu, gen_cpu_s=m.own_cpu, drained=any(r.drained for r in recs),
         reconnects=sum(s.conn.reconnects for s in states if isinstance(getattr(s, "conn", None), Conn)),
     )
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def print_table(results: Sequence[Result], out: Callable[[str], None] = print) -> None:
@@ -452,12 +411,8 @@ def print_table(results: Sequence[Result], out: Callable[[str], None] = print) -
         notes = " (queue drained)" if r.drained else ""
         notes += f" ({r.reconnects} reconnects)" if r.reconnects else ""
         out(f"{r.name:<16} {r.req_per_s:>8.0f} {r.msg_per_s:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-            f"{_fmt(r.server_ms_per_msg, '.3f'):>10} {_fmt(r.server_cpu_pct, '.0f'):>8} "
+            f"{fmt(r.server_ms_per_msg, '.3f'):>10} {fmt(r.server_cpu_pct, '.0f'):>8} "
             f"{r.gen_cpu_pct:>8.0f} {r.errors:>6}{notes}")
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
 def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) -> None:
@@ -472,7 +427,7 @@ def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) 
         ("srv CPU/msg  POST 1 / POST 10", "post1-keepalive", "post10-keepalive", "server_ms_per_msg"),
         ("srv CPU/msg  claim+delete / POST 1", "claim-delete", "post1-keepalive", "server_ms_per_msg"),
     ]
-    lines = [(label, _ratio(getattr(by[a], attr), getattr(by[b], attr)))
+    lines = [(label, ratio(getattr(by[a], attr), getattr(by[b], attr)))
              for label, a, b, attr in pairs if a in by and b in by]
     if lines:
         out("")
@@ -533,10 +488,6 @@ def run_rounds(targets: dict[str, Target], scenarios: Sequence[Scenario], args: 
 # Entry points.
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _setting(args: argparse.Namespace) -> str:
     rounds = f" x {args.rounds} rounds (pooled)" if args.rounds > 1 else ""
     return f"{args.concurrency} client threads, {args.seconds:g}s per scenario{rounds}"
@@ -547,13 +498,13 @@ def bench_one(args: argparse.Namespace) -> list[Result]:
     if args.url:
         parts = urlsplit(args.url)
         target = Target(parts.hostname or "127.0.0.1", parts.port or 80, args.pid)
-        _log(f"benchmarking {args.url}" + ("" if args.pid else " (no --pid: server CPU figures skipped)"))
+        log(f"benchmarking {args.url}" + ("" if args.pid else " (no --pid: server CPU figures skipped)"))
     else:
         server = servers.start_zaqar(args.server_threads)
         target = Target("127.0.0.1", server.port, server.pid)
-        _log(f"started zaqar-server pid {server.pid} on {server.url} ({args.server_threads} threads)")
+        log(f"started zaqar-server pid {server.pid} on {server.url} ({args.server_threads} threads)")
     try:
-        results = run_rounds({"zaqar": target}, default_scenarios(), args, _log)["zaqar"]
+        results = run_rounds({"zaqar": target}, default_scenarios(), args, log)["zaqar"]
     finally:
         if server is not None:
             server.stop()
@@ -569,9 +520,9 @@ def compare_wsgi(args: argparse.Namespace) -> dict[str, list[Result]]:
     try:
         for name in servers.WSGI_SERVERS:
             started[name] = servers.start_wsgi(name, args.server_threads)
-            _log(f"{name}: pid {started[name].pid} on {started[name].url}")
+            log(f"{name}: pid {started[name].pid} on {started[name].url}")
         targets = {n: Target("127.0.0.1", s.port, s.pid) for n, s in started.items()}
-        results = run_rounds(targets, compare_scenarios(), args, _log)
+        results = run_rounds(targets, compare_scenarios(), args, log)
     finally:
         for server in started.values():
             server.stop()
@@ -592,20 +543,20 @@ def print_comparison(results: dict[str, list[Result]], args: argparse.Namespace,
         row = f"{scenario:<16}"
         for n in names:
             r = results[n][i]
-            row += f" {r.msg_per_s:>16.0f} {_fmt(r.server_ms_per_msg, '.3f'):>16}"
+            row += f" {r.msg_per_s:>16.0f} {fmt(r.server_ms_per_msg, '.3f'):>16}"
         out(row)
     base_name = names[0]
     out(f"\nrelative to {base_name}: msgs/s ratio (higher is faster) / server CPU ms/msg ratio "
         "(lower is cheaper)")
     for i, scenario in enumerate(scenario_names):
         base = results[base_name][i]
-        cells = [f"{n} {_ratio(results[n][i].msg_per_s, base.msg_per_s)} / "
-                 f"{_ratio(results[n][i].server_ms_per_msg, base.server_ms_per_msg)}" for n in names[1:]]
+        cells = [f"{n} {ratio(results[n][i].msg_per_s, base.msg_per_s)} / "
+                 f"{ratio(results[n][i].server_ms_per_msg, base.server_ms_per_msg)}" for n in names[1:]]
         out(f"  {scenario:<16} " + ";  ".join(cells))
     if args.rounds > 1:
         out("\nserver CPU ms/msg per round:")
         for i, scenario in enumerate(scenario_names):
-            cells = [f"{n} " + " ".join(_fmt(v, ".3f") for v in results[n][i].per_round_ms_per_msg)
+            cells = [f"{n} " + " ".join(fmt(v, ".3f") for v in results[n][i].per_round_ms_per_msg)
                      for n in names]
             out(f"  {scenario:<16} " + ";  ".join(cells))
     out("\ndetail:")

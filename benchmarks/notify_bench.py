@@ -48,13 +48,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import websocket
 
 from benchmarks import servers
-from benchmarks.http_bench import PROJECT, Conn, build_request, percentile
+from benchmarks.common import Probe, db_delta, log, percentile
+from benchmarks.http_bench import PROJECT, Conn, build_request
 
 TTL = 600
 PAGE = 20  # [transport] max_messages_per_page default: the most one GET may return
@@ -212,11 +213,27 @@ class Result:
     server_cpu_ms_per_msg: float | None
     gets: int
     first_error: str = ""
+    store_cpu_ms_per_msg: float | None = None  # the database server's (run_scenario's store_pids)
+    gen_cpu_pct: float | None = None  # this process's CPU while posting and receiving, % of one core
 
 
-def run_scenario(sc: Scenario, server: servers.ServerProcess, args: argparse.Namespace,
-                 log: Callable[[str], None]) -> Result:
-    """Subscribe or start polling, prime with one message, post at the rate, wait for delivery or grace."""
+class Listening(Protocol):
+    """A zaqar-server on HOST: a ``servers.ServerProcess``, or one started elsewhere."""
+
+    @property
+    def port(self) -> int: ...  # HTTP
+
+    @property
+    def websocket_port(self) -> int | None: ...
+
+    @property
+    def pid(self) -> int: ...
+
+
+def run_scenario(sc: Scenario, server: Listening, args: argparse.Namespace, log: Callable[[str], None],
+                 store_pids: Callable[[], Sequence[int]] = tuple) -> Result:
+    """Subscribe or start polling, prime with one message, post at ``args.rate`` for ``args.seconds``,
+    wait for delivery or grace. CPU is charged to the server ``pid`` and to the ``store_pids``."""
     queue = f"notify-{uuid.uuid4().hex[:8]}-{sc.name}"
     tracker, stop = Tracker(), threading.Event()
     ws = None
@@ -237,12 +254,13 @@ def run_scenario(sc: Scenario, server: servers.ServerProcess, args: argparse.Nam
             raise RuntimeError(f"{sc.name}: the warm-up message was not delivered within 10 s")
         count = max(1, round(args.rate * args.seconds))
         log(f"{sc.name}: posting {count} messages at {args.rate:g}/s to {queue}")
-        cpu0 = servers.cpu_seconds(server.pid)
+        probe = Probe(server.pid, store_pids)
+        before, started = probe.read(), time.monotonic()
         poster(server.port, queue, args.rate, count, tracker)
         grace_end = time.monotonic() + max(5.0, 3 * (sc.interval or 0))
         while tracker.missing() and time.monotonic() < grace_end and receiver.is_alive():
             time.sleep(0.005)
-        cpu = servers.cpu_seconds(server.pid) - cpu0
+        after, elapsed = probe.read(), time.monotonic() - started
     finally:
         stop.set()
         receiver.join(timeout=15)
@@ -251,11 +269,14 @@ def run_scenario(sc: Scenario, server: servers.ServerProcess, args: argparse.Nam
     with tracker.lock:
         lat = sorted(tracker.latency[s] for s in tracker.posted if s in tracker.latency)
         lost = len(tracker.posted) - len(lat)
+    cpu, store_cpu = (after[1] or 0.0) - (before[1] or 0.0), db_delta(before[2], after[2])
     return Result(sc.name, sc.label, len(tracker.posted), tracker.post_errors, len(lat), lost,
                   tracker.duplicates,
                   tracker.receive_errors, percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000,
                   (lat[-1] if lat else float("nan")) * 1000, cpu * 1000 / len(lat) if lat else None,
-                  tracker.requests, tracker.first_error)
+                  tracker.requests, tracker.first_error,
+                  store_cpu * 1000 / len(lat) if lat and store_cpu is not None else None,
+                  100 * (after[0] - before[0]) / elapsed)
 
 
 def print_table(results: Sequence[Result], out: Callable[[str], None] = print) -> None:
@@ -281,10 +302,6 @@ def ratios(results: Sequence[Result]) -> dict[str, dict[str, float]]:
             out[f"{poll} / {push}"] = {"p50": a.p50_ms / b.p50_ms if b.p50_ms else float("nan"),
                                        "p99": a.p99_ms / b.p99_ms if b.p99_ms else float("nan")}
     return out
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -316,9 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     started = time.monotonic()
     server = servers.start_zaqar(websocket=True)
-    _log(f"started zaqar-server pid {server.pid}: http {server.url}, websocket ws://{HOST}:{server.websocket_port}/")
+    log(f"started zaqar-server pid {server.pid}: http {server.url}, websocket ws://{HOST}:{server.websocket_port}/")
     try:
-        results = [run_scenario(sc, server, args, _log) for sc in scenarios]
+        results = [run_scenario(sc, server, args, log) for sc in scenarios]
     finally:
         server.stop()
     print(f"\npost-to-delivery latency, one zaqar-server (sqlite); {args.rate:g} msgs/s for "
@@ -329,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nlatency ratios (same run):")
     for name, r in rat.items():
         print(f"  {name:<27} p50 x{r['p50']:.1f}   p99 x{r['p99']:.1f}")
-    _log(f"total {time.monotonic() - started:.0f} s")
+    log(f"total {time.monotonic() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args),

@@ -52,7 +52,8 @@ from typing import Any
 from urllib.parse import quote
 
 from benchmarks import http_bench, servers, store_bench
-from benchmarks.store_bench import Outcome, Probe, Rec, Run
+from benchmarks.common import Probe, delete_prefix, fmt, is_local, log, ratio, redis_pids, timed, with_query
+from benchmarks.store_bench import Outcome, Rec, Run
 from zaqar import storage
 from zaqar.api import Api, Context, Features, Request
 from zaqar.storage import errors as storage_errors
@@ -66,10 +67,6 @@ BASELINE = "single"
 MANAGEMENT_FILE = "zaqar-management.sqlite"  # bootstrap.management_store_uri's default, under state_path
 POOL_WEIGHT = 100
 CATALOG_PROBES = 2000  # catalog lookups timed for the routing figure
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,15 +107,15 @@ def namespace(kind: str, args: argparse.Namespace, notes: list[str]) -> Iterator
 def _redis_prefixes(base: str, notes: list[str]) -> Iterator[tuple[Callable[[str], str], Callable[[], Any]]]:
     """One key prefix per pool, all under one run prefix whose keys are deleted afterwards."""
     run_prefix = f"zaqar-pool-bench-{uuid.uuid4().hex}-"
-    pids = store_bench._redis_pids() if store_bench._is_local(base) else ()
+    pids = redis_pids() if is_local(base) else ()
 
     def uri(name: str) -> str:
-        return store_bench._with_query(base, f"prefix={quote(run_prefix + name + ':')}")
+        return with_query(base, f"prefix={quote(run_prefix + name + ':')}")
 
     try:
         yield uri, lambda: pids
     finally:
-        store_bench.delete_prefix(base, run_prefix, notes)
+        delete_prefix(base, run_prefix, notes)
 
 
 def pool_uris(ns: Namespace, phase: str, layout: Layout) -> list[str]:
@@ -291,7 +288,7 @@ def measure(env: Env, phase: str, lanes: list[Lane], step: Callable[[Lane, Rec],
             seconds: float) -> PoolRun:
     queues = [q for lane in lanes for q in lane.queues]
     before = store_bench.stats_of(env.store, queues)
-    m = store_bench.timed(lambda i, rec: step(lanes[i], rec), threads, seconds, env.probe)
+    m = timed(lambda i, rec: step(lanes[i], rec), threads, seconds, env.probe, Rec)
     spread, placed_problems = placement(env, queues)
     problems = store_bench.rec_problems(m) + count_problems(env, lanes, before) + placed_problems
     return PoolRun(phase, env.layout.label, env.kind, m.seconds, sum(r.requests for r in m.recs),
@@ -410,7 +407,7 @@ def http_phase(args: argparse.Namespace, outcome: Outcome) -> None:
             except Exception as exc:
                 outcome.failures["http", layout.label] = f"server did not start: {exc!r}"[:1500]
                 continue
-            _log(f"  zaqar-server for {layout.label}: pid {server.pid} on {server.url}")
+            log(f"  zaqar-server for {layout.label}: pid {server.pid} on {server.url}")
             envs[layout.label] = Env(layout, args.store, store, Probe(server.pid, ns.db_pids), server=server)
         store_bench.run_rounds(envs, lambda env: [scenario], http_run, args, "http", outcome)
         for label, env in envs.items():
@@ -446,12 +443,12 @@ def ratio_lines(runs: dict[str, list[Run]]) -> list[str]:
         ra, rb = store_bench.pooled(runs[a]), store_bench.pooled(runs[b])
         work_a, work_b = ra.per_msg(ra.work_cpu), rb.per_msg(rb.work_cpu)
         extra = "" if work_a is None or work_b is None else f"{(work_a - work_b) * 1000:+5.0f} us"
-        line = (f"  {a + ' / ' + b:<20} msgs/s {store_bench._ratio(ra.msg_per_s, rb.msg_per_s):>6}"
+        line = (f"  {a + ' / ' + b:<20} msgs/s {ratio(ra.msg_per_s, rb.msg_per_s):>6}"
                 f"{_per_round(runs[a], runs[b], lambda r: r.msg_per_s):<19}"
-                f" CPU/msg {store_bench._ratio(work_a, work_b):>6}"
+                f" CPU/msg {ratio(work_a, work_b):>6}"
                 f"{_per_round(runs[a], runs[b], lambda r: r.per_msg(r.work_cpu)):<19} {extra:>8}")
         if has_db:
-            line += (f"   sum CPU/msg {store_bench._ratio(ra.per_msg(ra.sum_cpu), rb.per_msg(rb.sum_cpu)):>6}"
+            line += (f"   sum CPU/msg {ratio(ra.per_msg(ra.sum_cpu), rb.per_msg(rb.sum_cpu)):>6}"
                      f"{_per_round(runs[a], runs[b], lambda r: r.per_msg(r.sum_cpu))}")
         lines.append(line.rstrip())
     return lines
@@ -474,7 +471,7 @@ def print_phase(outcome: Outcome, phase: str, title: str) -> None:
     print("\nper round: msgs/s | CPU ms/msg | queues per pool (catalog)")
     for label, rs in runs.items():
         rates = " ".join(f"{r.msg_per_s:.0f}" for r in rs)
-        cpus = " ".join(store_bench._fmt(r.per_msg(r.work_cpu), ".3f") for r in rs)
+        cpus = " ".join(fmt(r.per_msg(r.work_cpu), ".3f") for r in rs)
         spread = " | ".join(getattr(r, "placement", "") for r in rs)
         print(f"  {label:<9} {rates:<16} | {cpus:<20} | {spread}".rstrip(" |"))
 
@@ -531,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     outcome = Outcome()
-    _log(f"store: {args.store}; scenarios: {', '.join(layout.label for layout in LAYOUTS)}")
+    log(f"store: {args.store}; scenarios: {', '.join(layout.label for layout in LAYOUTS)}")
     routing = in_process_phase(args, outcome) if args.in_process else None
     if args.http:
         http_phase(args, outcome)

@@ -39,30 +39,37 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from benchmarks import http_bench, servers
+from benchmarks.common import (
+    Measured,
+    Probe,
+    Recorder,
+    delete_prefix,
+    fmt,
+    is_local,
+    log,
+    percentile,
+    ratio,
+    redis_pids,
+    timed,
+    with_query,
+)
 from zaqar import storage
 from zaqar.api import Api, Context, Request
 from zaqar.storage.base import DataDriver, MessageDraft, QueueStats
 
 PROJECT = http_bench.PROJECT
 TTL = http_bench.TTL
-HANG_AFTER = 60.0  # a call still running this long after the deadline counts as a hang
 FILL_CHUNK = 200  # messages per store call when pre-filling (untimed, directly on the store)
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_REDIS = os.environ.get("ZAQAR_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 DEFAULT_SQL = os.environ.get("ZAQAR_TEST_SQL_URL") or "postgresql://postgres@127.0.0.1:5432/zaqar_test"
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -84,10 +91,6 @@ BACKENDS = {
 }
 ALIASES = {"sqlite": ("sqlite-full", "sqlite-normal"), "postgresql": ("sqlalchemy",)}
 BASELINE = "sqlite-full"
-
-
-def _with_query(url: str, extra: str) -> str:
-    return url + ("&" if "?" in url else "?") + extra
 
 
 @dataclasses.dataclass
@@ -116,47 +119,15 @@ def namespace(backend: Backend, args: argparse.Namespace, notes: list[str]) -> I
             yield space
 
 
-def _is_local(url: str) -> bool:
-    return urlsplit(url).hostname in LOOPBACK
-
-
 @contextlib.contextmanager
 def _redis_namespace(base: str, notes: list[str]) -> Iterator[Space]:
 
     prefix = f"zaqar-bench-{uuid.uuid4().hex}:"
-    pids = _redis_pids() if _is_local(base) else ()
+    pids = redis_pids() if is_local(base) else ()
     try:
-        yield Space(_with_query(base, f"prefix={quote(prefix)}"), lambda: pids)
+        yield Space(with_query(base, f"prefix={quote(prefix)}"), lambda: pids)
     finally:
         delete_prefix(base, prefix, notes)
-
-
-def delete_prefix(base: str, prefix: str, notes: list[str]) -> None:
-    """Delete every key under ``prefix`` on the Redis server ``base``; say what happened in ``notes``."""
-    import redis
-
-    client = redis.Redis.from_url(base)
-    try:
-        deleted = 0
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for start in range(0, len(keys), 1000):
-            deleted += client.delete(*keys[start:start + 1000])
-        left = sum(1 for _ in client.scan_iter(match=prefix + "*", count=1000))
-        notes.append(f"redis: deleted {deleted} keys under {prefix!r}, {left} left")
-    except Exception as exc:  # a benchmark reports a failed cleanup rather than hiding its figures
-        notes.append(f"redis: cleanup of {prefix!r} FAILED: {exc!r}")
-    finally:
-        client.close()
-
-
-def _redis_pids() -> tuple[int, ...]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry.name}/comm").read_text().strip() == "redis-server":
-                    pids.append(int(entry.name))
-    return tuple(pids)
 
 
 # PostgreSQL processes whose work our sessions cause: WAL flushes, dirty-buffer writes.
@@ -188,8 +159,8 @@ def _sql_namespace(base: str, notes: list[str], analyze: bool) -> Iterator[Space
             conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
         try:
             # application_name marks our sessions (the store's and the server's) in pg_stat_activity
-            uri = _with_query(base, f"options={quote(f'-csearch_path={schema}')}&application_name={schema}")
-            yield Space(uri, backend_pids if _is_local(base) else tuple, run_analyze)
+            uri = with_query(base, f"options={quote(f'-csearch_path={schema}')}&application_name={schema}")
+            yield Space(uri, backend_pids if is_local(base) else tuple, run_analyze)
         finally:
             with engine.begin() as conn:
                 conn.execute(sqlalchemy.text("SET LOCAL lock_timeout = '20s'"))
@@ -203,93 +174,8 @@ def _sql_namespace(base: str, notes: list[str], analyze: bool) -> Iterator[Space
 
 
 @dataclasses.dataclass
-class Probe:
-    server_pid: int | None
-    db_pids: Callable[[], Sequence[int]]
-
-    def read(self) -> tuple[float, float | None, dict[int, float]]:
-        """(this process's CPU, server CPU, CPU per database process), seconds."""
-        server = servers.cpu_seconds(self.server_pid) if self.server_pid else None
-        db: dict[int, float] = {}
-        for pid in self.db_pids():
-            with contextlib.suppress(OSError):
-                db[pid] = servers.cpu_seconds(pid)
-        return time.process_time(), server, db
-
-
-def db_delta(before: dict[int, float], after: dict[int, float]) -> float | None:
-    """CPU the database processes used in between; a process that appeared counts whole."""
-    if not after:
-        return None
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The timed loop, shared by both phases.
-
-
-@dataclasses.dataclass
-class Rec(http_bench.Recorder):
-    first_error: str | None = None
+class Rec(Recorder):
     ids: list[str] = dataclasses.field(default_factory=list)  # deleted message ids (in-process consume)
-
-    def error(self, what: str) -> None:
-        self.errors += 1
-        if self.first_error is None:
-            self.first_error = what[:300]
-
-
-class Hang(Exception):
-    pass
-
-
-@dataclasses.dataclass
-class Measured:
-    recs: list[Rec]
-    seconds: float
-    own_cpu: float
-    server_cpu: float | None
-    db_cpu: float | None
-    failures: list[str]
-
-
-def _delta(after: float | None, before: float | None) -> float | None:
-    return None if after is None or before is None else after - before
-
-
-def timed(step: Callable[[int, Rec], bool], threads: int, seconds: float, probe: Probe) -> Measured:
-    """``step(thread, rec)`` in ``threads`` threads until the deadline (or until it returns False)."""
-    recs = [Rec() for _ in range(threads)]
-    barrier = threading.Barrier(threads + 1)
-    deadline = [0.0]
-    failures: list[str] = []
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            while time.perf_counter() < deadline[0] and step(i, recs[i]):
-                pass
-        except Exception as exc:  # reported as a problem of this run
-            failures.append(f"thread {i}: {exc!r}"[:300])
-
-    pool = [threading.Thread(target=worker, args=(i,), name=f"store-bench-{i}", daemon=True)
-            for i in range(threads)]
-    for t in pool:
-        t.start()
-    before = probe.read()
-    started = time.perf_counter()
-    deadline[0] = started + seconds
-    barrier.wait()
-    for t in pool:
-        t.join(max(0.0, started + seconds + HANG_AFTER - time.perf_counter()))
-    elapsed = time.perf_counter() - started
-    after = probe.read()
-    hung = [t.name for t in pool if t.is_alive()]
-    if hung:
-        raise Hang(f"{len(hung)} of {threads} threads still inside a call {HANG_AFTER:.0f}s after the "
-                   f"deadline ({', '.join(hung)}); messages so far {sum(r.messages for r in recs)}")
-    return Measured(recs, elapsed, after[0] - before[0], _delta(after[1], before[1]),
-                    db_delta(before[2], after[2]), failures)
 
 
 @dataclasses.dataclass
@@ -336,7 +222,7 @@ class Run:
         return None if cpu is None or not self.seconds else 100 * cpu / self.seconds
 
     def percentile_ms(self, fraction: float) -> float:
-        return http_bench.percentile(sorted(self.latencies), fraction) * 1000
+        return percentile(sorted(self.latencies), fraction) * 1000
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -546,7 +432,7 @@ def api_run(scenario: ApiScenario, env: Env, threads: int, seconds: float) -> Ru
     queues = [s.queue for s in states]
     env.space.analyze()
     before = stats_of(env.store, queues)
-    m = timed(lambda i, rec: scenario.step(env, states[i], rec), threads, seconds, env.probe)
+    m = timed(lambda i, rec: scenario.step(env, states[i], rec), threads, seconds, env.probe, Rec)
     after = stats_of(env.store, queues)
     problems = rec_problems(m) + count_problems(scenario.sign, queues, m.recs, before, after)
     run = Run("in-process", scenario.name, env.backend.label, m.seconds, sum(r.requests for r in m.recs),
@@ -587,7 +473,7 @@ def http_run(scenario: http_bench.Scenario, env: HttpEnv, threads: int, seconds:
     try:
         env.space.analyze()
         before = stats_of(env.store, queues)
-        m = timed(lambda i, rec: scenario.step(states[i], rec), threads, seconds, env.probe)
+        m = timed(lambda i, rec: scenario.step(states[i], rec), threads, seconds, env.probe, Rec)
     finally:
         for state in states:
             scenario.teardown(state)
@@ -641,17 +527,17 @@ def run_rounds(envs: dict[str, Any], scenarios_for: Callable[[Any], Sequence[Any
                 if (phase, label) in outcome.failures:
                     continue
                 scenario = scenarios_for(envs[label])[index]
-                _log(f"  [{phase}] round {rnd + 1}/{args.rounds} {name:<15} {label}")
+                log(f"  [{phase}] round {rnd + 1}/{args.rounds} {name:<15} {label}")
                 try:
                     run = run_one(scenario, envs[label], args.threads, args.seconds)
                 except Exception as exc:  # a hang, or a failure outside the timed calls: drop the store
                     why = f"{name} round {rnd + 1}: {exc!r}"[:500]
                     outcome.failures[phase, label] = why
-                    _log(f"    DROPPED {label} ({phase}): {why}")
+                    log(f"    DROPPED {label} ({phase}): {why}")
                     continue
                 outcome.runs.setdefault((name, label), []).append(run)
                 for problem in run.problems:
-                    _log(f"    PROBLEM {label}: {problem}")
+                    log(f"    PROBLEM {label}: {problem}")
 
 
 def in_process_phase(backends: Sequence[Backend], args: argparse.Namespace, outcome: Outcome) -> None:
@@ -686,7 +572,7 @@ def http_phase(backends: Sequence[Backend], args: argparse.Namespace, outcome: O
             except Exception as exc:
                 outcome.failures["http", b.label] = f"server did not start: {exc!r}"[:1500]
                 continue
-            _log(f"  zaqar-server for {b.label}: pid {server.pid} on {server.url}")
+            log(f"  zaqar-server for {b.label}: pid {server.pid} on {server.url}")
             target = http_bench.Target("127.0.0.1", server.port, server.pid)
             envs[b.label] = HttpEnv(b, space, server, store, target, Probe(server.pid, space.db_pids))
         run_rounds(envs, lambda env: http_scenarios(max(e.post1_rate for e in envs.values())), http_run, args,
@@ -698,14 +584,6 @@ def http_phase(backends: Sequence[Backend], args: argparse.Namespace, outcome: O
 
 # ----------------------------------------------------------------------------------------------------------
 # Reporting.
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
 def _rows(outcome: Outcome, phase: str) -> list[Run]:
@@ -724,11 +602,11 @@ def print_table(rows: Sequence[Run], out: Callable[[str], None] = print) -> None
     for r in rows:
         cells = [f"{r.scenario:<15} {r.store:<14} {r.op_per_s:>7.0f} {r.msg_per_s:>7.0f}",
                  f"{r.percentile_ms(0.5):>7.2f} {r.percentile_ms(0.99):>7.2f}",
-                 f"{_fmt(r.per_msg(r.work_cpu), '.3f'):>10} {_fmt(r.per_msg(r.db_cpu), '.3f'):>9}",
-                 f"{_fmt(r.per_msg(r.sum_cpu), '.3f'):>10}",
-                 f"{_fmt(r.pct(r.work_cpu), '.0f'):>5} {_fmt(r.pct(r.db_cpu), '.0f'):>5}"]
+                 f"{fmt(r.per_msg(r.work_cpu), '.3f'):>10} {fmt(r.per_msg(r.db_cpu), '.3f'):>9}",
+                 f"{fmt(r.per_msg(r.sum_cpu), '.3f'):>10}",
+                 f"{fmt(r.pct(r.work_cpu), '.0f'):>5} {fmt(r.pct(r.db_cpu), '.0f'):>5}"]
         if http:
-            cells.append(f"{_fmt(r.pct(r.own_cpu), '.0f'):>5}")
+            cells.append(f"{fmt(r.pct(r.own_cpu), '.0f'):>5}")
         out(" ".join(cells) + f" {r.errors:>6}  {_check(r)}")
 
 
@@ -752,9 +630,9 @@ def print_ratios(rows: Sequence[Run], out: Callable[[str], None] = print) -> Non
         for r in rows:
             if r.scenario != s or r.store == BASELINE:
                 continue
-            out(f"  {s:<15} {r.store:<14} msgs/s {_ratio(r.msg_per_s, base.msg_per_s):>6}   "
-                f"CPU/msg {_ratio(r.per_msg(r.work_cpu), base.per_msg(base.work_cpu)):>6}   "
-                f"sum CPU/msg {_ratio(r.per_msg(r.sum_cpu), base.per_msg(base.sum_cpu)):>6}")
+            out(f"  {s:<15} {r.store:<14} msgs/s {ratio(r.msg_per_s, base.msg_per_s):>6}   "
+                f"CPU/msg {ratio(r.per_msg(r.work_cpu), base.per_msg(base.work_cpu)):>6}   "
+                f"sum CPU/msg {ratio(r.per_msg(r.sum_cpu), base.per_msg(base.sum_cpu)):>6}")
 
 
 def print_rounds(outcome: Outcome, phase: str, out: Callable[[str], None] = print) -> None:
@@ -763,7 +641,7 @@ def print_rounds(outcome: Outcome, phase: str, out: Callable[[str], None] = prin
         if runs[0].phase != phase:
             continue
         rates = " ".join(f"{r.msg_per_s:.0f}" for r in runs)
-        cpus = " ".join(_fmt(r.per_msg(r.work_cpu), ".3f") for r in runs)
+        cpus = " ".join(fmt(r.per_msg(r.work_cpu), ".3f") for r in runs)
         line = f"  {scenario:<15} {store:<14} {rates:<14} | {cpus:<14}"
         if "consume" in scenario or "claim" in scenario:
             line += " | " + " ".join(f"{r.depth:.0f}" for r in runs)
@@ -858,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     outcome = Outcome()
-    _log(f"stores: {', '.join(b.label for b in args.drivers)}")
+    log(f"stores: {', '.join(b.label for b in args.drivers)}")
     in_process_phase(args.drivers, args, outcome)
     if args.http:
         http_phase(args.drivers, args, outcome)

@@ -36,16 +36,11 @@ replies are in (a write burst and a read burst), then close them all.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
-import hashlib
 import json
-import os
 import resource
 import selectors
-import socket
 import statistics
-import struct
 import sys
 import threading
 import time
@@ -56,276 +51,47 @@ from typing import Any
 import msgpack
 
 from benchmarks import servers
-from benchmarks.http_bench import Conn, Target, build_request, fill, percentile
+from benchmarks.clients import LIST_LIMIT, Client, HttpClient, WsClient, WsConn, message
+from benchmarks.common import Probe, Recorder, fmt, log, percentile, ratio, round_ratios, timed
+from benchmarks.http_bench import PROJECT, Target, fill
 
-PROJECT = "bench-project"
-TTL = 3600
-CLAIM_LIMIT = 10
 TRANSPORTS = ("http-keepalive", "http-newconn", "ws-json", "ws-msgpack")
 CEILING = "ceiling-"  # prefix of the bare-framework targets (benchmarks/ceilings.py)
 CEILINGS = tuple(CEILING + t for t in TRANSPORTS)
-SCENARIOS = ("post", "consume")
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def message(thread: int) -> dict[str, Any]:
-    """The message every scenario posts (~100 bytes of JSON, as in http_bench)."""
-    return {"ttl": TTL, "body": {"event": "bench", "thread": thread, "seq": 0, "data": "x" * 64}}
+BACKLOG = 100  # messages on a queue before a "backlog" scenario starts (stats reads, the mixed workload)
+EMPTY_WAIT = 0.01  # seconds a waiting consumer sleeps after an empty claim
+MONITOR_INTERVAL = 0.05  # seconds between the stats reads of a monitoring client
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Clients. Each has post() -> status, claim() -> (status, delete tokens), delete(token) -> status, and
-# counts the bytes it wrote (``sent``) and read (``received``).
+# What one client thread does: a step is one unit of work, timed; False ends the thread early.
+
+Step = Callable[[Client, Recorder], bool]
 
 
-class CountingConn(Conn):
-    """http_bench's raw HTTP/1.1 connection, counting bytes."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port)
-        self.sent = 0
-        self.received = 0
-
-    def request(self, data: bytes) -> tuple[int, bytes]:
-        self.sent += len(data)
-        return super().request(data)
-
-    def _recv(self) -> bytes:
-        chunk = super()._recv()
-        self.received += len(chunk)
-        return chunk
+def _call(rec: Recorder, call: Callable[[], int]) -> int:
+    started = time.perf_counter()
+    status = call()
+    rec.latencies.append(time.perf_counter() - started)
+    return status
 
 
-class HttpClient:
-    def __init__(self, target: Target, queue: str, client_id: str, thread: int, new_connection: bool) -> None:
-        self.conn = CountingConn(target.host, target.port)
-        self.new_connection = new_connection
-        host = target.hostport
-        body = json.dumps({"messages": [message(thread)]}).encode()
-        self.post_request = build_request("POST", f"/v2/queues/{queue}/messages", host, client_id, body,
-                                          close=new_connection)
-        self.claim_request = build_request("POST", f"/v2/queues/{queue}/claims?limit={CLAIM_LIMIT}", host,
-                                           client_id, b'{"ttl": 300, "grace": 60}', close=new_connection)
-        head = build_request("DELETE", "/", host, client_id, close=new_connection)
-        self.delete_rest = head[head.index(b"\r\n"):]  # everything but the request line
-        self.last_reply = b""
-
-    @property
-    def sent(self) -> int:
-        return self.conn.sent
-
-    @property
-    def received(self) -> int:
-        return self.conn.received
-
-    def _request(self, data: bytes) -> tuple[int, bytes]:
-        try:
-            status, body = self.conn.request(data)
-        finally:
-            if self.new_connection:
-                self.conn.close()
-        self.last_reply = body
-        return status, body
-
-    def post(self) -> int:
-        return self._request(self.post_request)[0]
-
-    def claim(self) -> tuple[int, list[Any]]:
-        status, body = self._request(self.claim_request)
-        if status != 201:
-            return status, []
-        return status, [m["href"] for m in json.loads(body)["messages"]]  # href carries ?claim_id=
-
-    def delete(self, href: Any) -> int:
-        return self._request(b"DELETE " + href.encode() + b" HTTP/1.1" + self.delete_rest)[0]
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class WsError(Exception):
-    pass
-
-
-def ws_mask(key: bytes, data: bytes) -> bytes:
-    n = len(data)
-    pad = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(pad, "little")).to_bytes(n, "little")
-
-
-class WsConn:
-    """A minimal RFC 6455 client: handshake, masked single frames out, unfragmented frames in."""
-
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sent = 0
-        self.received = 0
-        key = base64.b64encode(os.urandom(16))
-        self.sock.sendall(b"GET / HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n"
-                          b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-                          b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise WsError(f"connection closed during the handshake: {data!r}")
-            data += chunk
-        head, _, self.buf = data.partition(b"\r\n\r\n")
-        expected = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-        if not head.startswith(b"HTTP/1.1 101 ") or b"Sec-WebSocket-Accept: " + expected not in head:
-            raise WsError(f"handshake refused: {head!r}")
-
-    @staticmethod
-    def frame(payload: bytes, binary: bool, opcode: int = 0) -> bytes:
-        """A masked, final frame (text, binary, or ``opcode``); build once and send as often as needed."""
-        n = len(payload)
-        first = bytes([0x80 | (opcode or (0x2 if binary else 0x1))])
-        if n < 126:
-            length = bytes([0x80 | n])
-        elif n < 65536:
-            length = b"\xfe" + struct.pack(">H", n)
-        else:
-            length = b"\xff" + struct.pack(">Q", n)
-        key = os.urandom(4)
-        return first + length + key + ws_mask(key, payload)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.sendall(frame)
-        self.sent += len(frame)
-
-    def read(self) -> tuple[int, bytes]:
-        """(opcode, payload) of the next frame."""
-        buf = self.buf
-        while True:
-            if len(buf) >= 2:
-                size, pos = buf[1] & 0x7F, 2
-                if size == 126 and len(buf) >= 4:
-                    size, pos = struct.unpack_from(">H", buf, 2)[0], 4
-                elif size == 127 and len(buf) >= 10:
-                    size, pos = struct.unpack_from(">Q", buf, 2)[0], 10
-                if size < 126 or pos > 2:
-                    if buf[1] & 0x80:
-                        raise WsError("server sent a masked frame")
-                    if len(buf) >= pos + size:
-                        if not buf[0] & 0x80:
-                            raise WsError("server sent a fragmented message")
-                        self.buf = buf[pos + size:]
-                        return buf[0] & 0x0F, buf[pos:pos + size]
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise WsError("connection closed by the server")
-            self.received += len(chunk)
-            buf += chunk
-
-    def roundtrip(self, frame: bytes) -> bytes:
-        self.send(frame)
-        opcode, payload = self.read()
-        if opcode == 0x8:
-            code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
-            raise WsError(f"server closed the connection: {code} {payload[2:]!r}")
-        if opcode not in (0x1, 0x2):
-            raise WsError(f"unexpected opcode {opcode}")
-        return payload
-
-    def close(self) -> None:
-        try:
-            self.send(self.frame(struct.pack(">H", 1000), binary=False, opcode=0x8))
-        except OSError:
-            pass
-        self.sock.close()
-
-
-class WsClient:
-    def __init__(self, target: Target, ws_port: int, queue: str, client_id: str, thread: int,
-                 binary: bool) -> None:
-        self.ws = WsConn(target.host, ws_port)
-        self.binary = binary
-        self.headers = {"Client-ID": client_id, "X-Project-ID": PROJECT}
-        self.queue = queue
-        self.post_frame = self._frame("message_post", {"queue_name": queue, "messages": [message(thread)]})
-        self.claim_frame = self._frame("claim_create", {"queue_name": queue, "limit": CLAIM_LIMIT,
-                                                        "ttl": 300, "grace": 60})
-        self.last_reply: Any = None
-
-    def _encode(self, doc: Any) -> bytes:
-        return msgpack.packb(doc, use_bin_type=True) if self.binary else json.dumps(doc).encode()
-
-    def _frame(self, action: str, body: dict[str, Any]) -> bytes:
-        return WsConn.frame(self._encode({"action": action, "headers": self.headers, "body": body}),
-                            self.binary)
-
-    @property
-    def sent(self) -> int:
-        return self.ws.sent
-
-    @property
-    def received(self) -> int:
-        return self.ws.received
-
-    def _call(self, frame: bytes, action: str) -> tuple[int, Any]:
-        payload = self.ws.roundtrip(frame)
-        doc = msgpack.unpackb(payload, raw=False) if self.binary else json.loads(payload)
-        self.last_reply = doc
-        echoed = doc.get("request", {}).get("action") if isinstance(doc, dict) else None
-        if echoed != action:  # the protocol answers in request order: anything else is a server bug
-            raise WsError(f"reply to {action} echoes {echoed!r}: {str(doc)[:300]}")
-        return doc["headers"]["status"], doc["body"]
-
-    def post(self) -> int:
-        return self._call(self.post_frame, "message_post")[0]
-
-    def claim(self) -> tuple[int, list[Any]]:
-        status, body = self._call(self.claim_frame, "claim_create")
-        if status != 201:
-            return status, []
-        return status, [(m["id"], body["claim_id"]) for m in body["messages"]]
-
-    def delete(self, token: Any) -> int:
-        message_id, claim_id = token
-        frame = self._frame("message_delete", {"queue_name": self.queue, "message_id": message_id,
-                                               "claim_id": claim_id})
-        return self._call(frame, "message_delete")[0]
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-Client = HttpClient | WsClient
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Running one scenario on one transport.
-
-
-@dataclasses.dataclass
-class Recorder:
-    requests: int = 0
-    messages: int = 0
-    errors: int = 0
-    drained: bool = False
-    first_error: str = ""
-    latencies: list[float] = dataclasses.field(default_factory=list)
-
-    def error(self, what: str, status: int, client: Client) -> None:
-        self.errors += 1
-        if not self.first_error:
-            self.first_error = f"{what} -> {status}: {str(client.last_reply)[:300]}"
+def _error(rec: Recorder, what: str, status: int, client: Client) -> None:
+    rec.error(f"{what} -> {status}: {str(client.last_reply)[:300]}")
 
 
 def step_post(client: Client, rec: Recorder) -> bool:
-    started = time.perf_counter()
-    status = client.post()
-    rec.latencies.append(time.perf_counter() - started)
+    status = _call(rec, client.post)
     if status == 201:
         rec.requests += 1
-        rec.messages += 1
+        rec.messages += client.batch
     else:
-        rec.error("post", status, client)
+        _error(rec, "post", status, client)
     return True
 
 
 def step_consume(client: Client, rec: Recorder) -> bool:
+    """Claim up to 10, delete each with its claim id; a message is one delete. Ends on an empty queue."""
     started = time.perf_counter()
     status, tokens = client.claim()
     rec.latencies.append(time.perf_counter() - started)
@@ -333,22 +99,76 @@ def step_consume(client: Client, rec: Recorder) -> bool:
         rec.drained = True
         return False
     if status != 201:
-        rec.error("claim", status, client)
+        _error(rec, "claim", status, client)
         return True
     rec.requests += 1
     for token in tokens:
-        started = time.perf_counter()
-        status = client.delete(token)
-        rec.latencies.append(time.perf_counter() - started)
+        status = _call(rec, lambda token=token: client.delete(token))
         if status == 204:
             rec.requests += 1
             rec.messages += 1
         else:
-            rec.error("delete", status, client)
+            _error(rec, "delete", status, client)
     return True
 
 
-STEPS: dict[str, Callable[[Client, Recorder], bool]] = {"post": step_post, "consume": step_consume}
+def step_consume_or_wait(client: Client, rec: Recorder) -> bool:
+    """step_consume for a consumer sharing its queue with producers: an empty queue means wait, not stop."""
+    if not step_consume(client, rec):
+        rec.drained = False  # caught up with the producers; the thread goes on
+        time.sleep(EMPTY_WAIT)
+    return True
+
+
+def _step_read(name: str, read: Callable[[Client], int], counted: bool) -> Step:
+    def step(client: Client, rec: Recorder) -> bool:
+        status = _call(rec, lambda: read(client))
+        if status == 200:
+            rec.requests += 1
+            rec.messages += counted  # a read scenario counts requests where others count messages
+        else:
+            _error(rec, name, status, client)
+        return True
+
+    return step
+
+
+step_stats = _step_read("stats", lambda c: c.stats(), counted=True)
+step_list = _step_read("list", lambda c: c.queue_list(), counted=True)
+_read_stats = _step_read("stats", lambda c: c.stats(), counted=False)
+
+
+def step_monitor(client: Client, rec: Recorder) -> bool:
+    """A dashboard: queue stats every MONITOR_INTERVAL, not counted as messages."""
+    _read_stats(client, rec)
+    time.sleep(MONITOR_INTERVAL)
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One scenario: what its threads do, and the untimed preparation of their queues.
+
+    ``steps``: thread i runs ``steps[i % len(steps)]``. ``threads``: how many (None: the bench's
+    ``--concurrency``). ``shared``: every thread on one queue (otherwise one queue per thread).
+    ``prepare``: ``create`` (one post creates the queue and warms the connection), ``fill`` (enough
+    messages to consume until the deadline at the transport's last post rate), ``backlog``
+    (BACKLOG messages), ``queues`` (LIST_LIMIT queues in a project of the run's own, which the
+    threads then list). ``batch``: messages per post. A ceiling's targets are never prepared:
+    they store nothing and answer every request alike.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+    prepare: str = "create"
+    batch: int = 1
+    threads: int | None = None
+    shared: bool = False
+
+
+POST = Scenario("post", (step_post,))
+CONSUME = Scenario("consume", (step_consume,), prepare="fill")
+SCENARIOS = (POST.name, CONSUME.name)
 
 
 @dataclasses.dataclass
@@ -361,25 +181,34 @@ class Result:
     errors: int
     p50_ms: float
     p99_ms: float
-    server_cpu_s: float
+    server_cpu_s: float | None
     gen_cpu_s: float
     bytes_sent: int
     bytes_received: int
     drained: bool = False
     first_error: str = ""
     per_round_ms_per_msg: list[float | None] = dataclasses.field(default_factory=list)
+    store_cpu_s: float | None = None  # the database server's (redis-server), when it runs here
+    thread_messages: list[int] = dataclasses.field(default_factory=list)  # messages of each client thread
 
     @property
     def msg_per_s(self) -> float:
         return self.messages / self.seconds
 
-    @property
-    def server_ms_per_msg(self) -> float | None:
-        return self.server_cpu_s * 1000 / self.messages if self.messages else None
+    def _per_msg(self, cpu: float | None) -> float | None:
+        return cpu * 1000 / self.messages if cpu is not None and self.messages else None
 
     @property
-    def server_cpu_pct(self) -> float:
-        return 100 * self.server_cpu_s / self.seconds
+    def server_ms_per_msg(self) -> float | None:
+        return self._per_msg(self.server_cpu_s)
+
+    @property
+    def store_ms_per_msg(self) -> float | None:
+        return self._per_msg(self.store_cpu_s)
+
+    @property
+    def server_cpu_pct(self) -> float | None:
+        return None if self.server_cpu_s is None else 100 * self.server_cpu_s / self.seconds
 
     @property
     def gen_cpu_pct(self) -> float:
@@ -396,18 +225,21 @@ class Result:
     def as_dict(self) -> dict[str, object]:
         out = dataclasses.asdict(self)
         out.update(msg_per_s=self.msg_per_s, server_ms_per_msg=self.server_ms_per_msg,
-                   server_cpu_pct=self.server_cpu_pct, gen_cpu_pct=self.gen_cpu_pct,
-                   tx_bytes_per_msg=self.tx_per_msg, rx_bytes_per_msg=self.rx_per_msg)
+                   store_ms_per_msg=self.store_ms_per_msg, server_cpu_pct=self.server_cpu_pct,
+                   gen_cpu_pct=self.gen_cpu_pct, tx_bytes_per_msg=self.tx_per_msg,
+                   rx_bytes_per_msg=self.rx_per_msg)
         return out
 
 
 @dataclasses.dataclass
 class Endpoint:
     """Where one transport's requests go: the HTTP target (its ``pid`` is the process measured)
-    and, for websocket transports, the websocket port."""
+    and, for websocket transports, the websocket port; ``store_pids`` the database server's
+    processes whose CPU is charged to the run as well (empty: none)."""
 
     target: Target
     ws_port: int | None = None
+    store_pids: Callable[[], Sequence[int]] = tuple
 
 
 class Bench:
@@ -419,42 +251,68 @@ class Bench:
         self.epoch = 0  # bumped per run, so every run gets fresh queues
         self.post_rate: dict[str, float] = {}  # last post msgs/s per transport, sizes the consume prefill
 
-    def _client(self, transport: str, queue: str, client_id: str, thread: int) -> Client:
+    def client(self, transport: str, queue: str, client_id: str, thread: int, batch: int = 1,
+               project: str = PROJECT) -> Client:
+        """A connected client of ``transport`` for one thread and ``queue``."""
         endpoint, kind = self.endpoints[transport], transport.removeprefix(CEILING)
         if kind.startswith("http-"):
-            return HttpClient(endpoint.target, queue, client_id, thread, kind == "http-newconn")
+            return HttpClient(endpoint.target, queue, client_id, thread, kind == "http-newconn", batch=batch,
+                              project=project)
         assert endpoint.ws_port is not None
-        return WsClient(endpoint.target, endpoint.ws_port, queue, client_id, thread, kind == "ws-msgpack")
+        return WsClient(endpoint.target, endpoint.ws_port, queue, client_id, thread, kind == "ws-msgpack",
+                        batch=batch, project=project)
 
-    def _setup(self, scenario: str, transport: str, thread: int) -> Client:
-        """Untimed: connect, create (post) or pre-fill (consume) this thread's queue.
-
-        A ceiling never runs dry (it answers every claim with 10 messages), so it is not pre-filled."""
-        queue = f"tb-{self.run_id}-{self.epoch}-{scenario}-{transport}-{thread}"
-        client_id = str(uuid.uuid4())
-        if scenario == "consume" and not transport.startswith(CEILING):
+    def _prepare(self, scenario: Scenario, transport: str, queue: str, client_id: str) -> str:
+        """Untimed: the messages or queues ``scenario`` needs on ``queue``; returns the project to use."""
+        target, threads = self.endpoints[transport].target, scenario.threads or self.threads
+        if transport.startswith(CEILING):
+            return PROJECT
+        if scenario.prepare == "fill":
             rate = max(1500.0, self.post_rate.get(transport, 0.0))
-            fill(self.endpoints[transport].target, queue, int(rate * self.seconds * 1.5 / self.threads) + 50,
-                 client_id)
-        client = self._client(transport, queue, client_id, thread)
-        if scenario == "post":
+            fill(target, queue, int(rate * self.seconds * 1.5 / threads) + 50, client_id)
+        elif scenario.prepare == "backlog":
+            fill(target, queue, BACKLOG, client_id)
+        elif scenario.prepare == "queues":
+            project = f"{PROJECT}-{self.run_id}-{self.epoch}"
+            for k in range(LIST_LIMIT):
+                fill(target, f"{queue}-{k}", 1, client_id, project=project)
+            return project
+        return PROJECT
+
+    def _setup(self, scenario: Scenario, transport: str, thread: int,
+               shared: tuple[str, str] | None) -> Client:
+        """Untimed: prepare this thread's queue (unless ``shared``: (queue, project) prepared once),
+        connect."""
+        client_id = str(uuid.uuid4())
+        if shared is None:
+            queue = f"tb-{self.run_id}-{self.epoch}-{scenario.name}-{transport}-{thread}"
+            project = self._prepare(scenario, transport, queue, client_id)
+        else:
+            queue, project = shared
+        client = self.client(transport, queue, client_id, thread, scenario.batch, project)
+        if scenario.prepare == "create":
             status = client.post()  # creates the queue, warms the connection
             if status != 201:
                 raise RuntimeError(f"setup post on {transport}: {status} {str(client.last_reply)[:300]}")
         return client
 
-    def _setup_all(self, scenario: str, transport: str) -> list[Client]:
+    def _setup_all(self, scenario: Scenario, transport: str) -> list[Client]:
         """Every thread's client, set up in parallel (pre-filling is the slow part)."""
-        clients: list[Client | None] = [None] * self.threads
+        threads = scenario.threads or self.threads
+        shared = None
+        if scenario.shared or scenario.prepare == "queues":
+            queue = f"tb-{self.run_id}-{self.epoch}-{scenario.name}-{transport}"
+            shared = queue, self._prepare(scenario, transport, queue, str(uuid.uuid4()))
+        clients: list[Client | None] = [None] * threads
         errors: list[BaseException] = []
 
         def setup(i: int) -> None:
             try:
-                clients[i] = self._setup(scenario, transport, i)
+                clients[i] = self._setup(scenario, transport, i, shared)
             except BaseException as exc:
                 errors.append(exc)
 
-        setups = [threading.Thread(target=setup, args=(i,)) for i in range(self.threads)]
+        setups = [threading.Thread(target=setup, args=(i,)) for i in range(threads)]
         for t in setups:
             t.start()
         for t in setups:
@@ -463,61 +321,43 @@ class Bench:
         if errors:
             for c in ready:
                 c.close()
-            raise RuntimeError(f"{scenario}/{transport} setup failed: {errors[0]!r}") from errors[0]
+            raise RuntimeError(f"{scenario.name}/{transport} setup failed: {errors[0]!r}") from errors[0]
         return ready
 
-    def run(self, scenario: str, transport: str) -> Result:
+    def run(self, scenario: Scenario, transport: str) -> Result:
+        """One timed run of ``scenario`` over ``transport``, on fresh queues."""
         self.epoch += 1
-        pid = self.endpoints[transport].target.pid or 0
+        endpoint = self.endpoints[transport]
         ready = self._setup_all(scenario, transport)
-        sent0 = [c.sent for c in ready]
-        received0 = [c.received for c in ready]
-        recs = [Recorder() for _ in ready]
-        step = STEPS[scenario]
-        barrier = threading.Barrier(len(ready) + 1)
-        deadline = [0.0]
-        failures: list[BaseException] = []
-
-        def worker(i: int) -> None:
-            barrier.wait()
-            try:
-                while time.perf_counter() < deadline[0] and step(ready[i], recs[i]):
-                    pass
-            except BaseException as exc:  # surfaced after the join
-                failures.append(exc)
-
-        pool = [threading.Thread(target=worker, args=(i,), name=f"tb-{i}") for i in range(len(ready))]
-        for t in pool:
-            t.start()
-        server_cpu0 = servers.cpu_seconds(pid)
-        gen_cpu0 = time.process_time()
-        started = time.perf_counter()
-        deadline[0] = started + self.seconds
-        barrier.wait()
-        for t in pool:
-            t.join()
-        elapsed = time.perf_counter() - started
-        gen_cpu = time.process_time() - gen_cpu0
-        server_cpu = servers.cpu_seconds(pid) - server_cpu0
-        sent = sum(c.sent for c in ready) - sum(sent0)
-        received = sum(c.received for c in ready) - sum(received0)
-        for c in ready:
-            c.close()
-        if failures:
-            raise RuntimeError(f"{scenario}/{transport} failed: {failures[0]!r}") from failures[0]
-        latencies = sorted(lat for rec in recs for lat in rec.latencies)
+        sent0 = sum(c.sent for c in ready)
+        received0 = sum(c.received for c in ready)
+        steps = scenario.steps
+        try:
+            m = timed(lambda i, rec: steps[i % len(steps)](ready[i], rec), len(ready), self.seconds,
+                      Probe(endpoint.target.pid, endpoint.store_pids), Recorder)
+        finally:
+            for c in ready:
+                c.close()
+        if m.failures:
+            raise RuntimeError(f"{scenario.name}/{transport} failed: {m.failures[0]}")
+        latencies = sorted(lat for rec in m.recs for lat in rec.latencies)
         result = Result(
-            scenario=scenario, transport=transport, seconds=elapsed,
-            requests=sum(r.requests for r in recs), messages=sum(r.messages for r in recs),
-            errors=sum(r.errors for r in recs),
+            scenario=scenario.name, transport=transport, seconds=m.seconds,
+            requests=sum(r.requests for r in m.recs), messages=sum(r.messages for r in m.recs),
+            errors=sum(r.errors for r in m.recs),
             p50_ms=percentile(latencies, 0.50) * 1000, p99_ms=percentile(latencies, 0.99) * 1000,
-            server_cpu_s=server_cpu, gen_cpu_s=gen_cpu, bytes_sent=sent, bytes_received=received,
-            drained=any(r.drained for r in recs),
-            first_error=next((r.first_error for r in recs if r.first_error), ""),
+            server_cpu_s=m.server_cpu, gen_cpu_s=m.own_cpu, bytes_sent=sum(c.sent for c in ready) - sent0,
+            bytes_received=sum(c.received for c in ready) - received0, drained=any(r.drained for r in m.recs),
+            first_error=next((r.first_error for r in m.recs if r.first_error), ""), store_cpu_s=m.db_cpu,
+            thread_messages=[r.messages for r in m.recs],
         )
-        if scenario == "post":
+        if scenario.steps == (step_post,) and scenario.batch == 1:
             self.post_rate[transport] = result.msg_per_s
         return result
+
+
+def _total(values: Sequence[float | None]) -> float | None:
+    return None if None in values else sum(v for v in values if v is not None)
 
 
 def pool_rounds(rounds: Sequence[Result]) -> Result:
@@ -529,7 +369,8 @@ def pool_rounds(rounds: Sequence[Result]) -> Result:
         errors=sum(r.errors for r in rounds),
         p50_ms=statistics.median(r.p50_ms for r in rounds),
         p99_ms=statistics.median(r.p99_ms for r in rounds),
-        server_cpu_s=sum(r.server_cpu_s for r in rounds), gen_cpu_s=sum(r.gen_cpu_s for r in rounds),
+        server_cpu_s=_total([r.server_cpu_s for r in rounds]), gen_cpu_s=sum(r.gen_cpu_s for r in rounds),
+        store_cpu_s=_total([r.store_cpu_s for r in rounds]),
         bytes_sent=sum(r.bytes_sent for r in rounds), bytes_received=sum(r.bytes_received for r in rounds),
         drained=any(r.drained for r in rounds),
         first_error=next((r.first_error for r in rounds if r.first_error), ""),
@@ -543,39 +384,28 @@ def run_order(transports: Sequence[str]) -> tuple[str, ...]:
     return tuple(paired + [t for t in transports if t not in paired])
 
 
+def round_order(transports: Sequence[str], rnd: int, rounds: int) -> tuple[str, ...]:
+    """The order of round ``rnd``: run_order, rotated so that over the rounds every transport runs in
+    every part of the order (pairs stay adjacent)."""
+    base = run_order(transports)
+    step = max(1, len(base) // rounds)
+    shift = (rnd * step) % len(base)
+    return base[shift:] + base[:shift]
+
+
 def run_rounds(bench: Bench, rounds: int, log: Callable[[str], None]) -> list[Result]:
     transports = bench.transports
     runs: dict[tuple[str, str], list[Result]] = {(s, t): [] for s in SCENARIOS for t in transports}
-    base = run_order(transports)
-    step = max(1, len(base) // rounds)  # spread every transport over the positions; pairs stay adjacent
     for rnd in range(rounds):
-        shift = (rnd * step) % len(base)
-        order = base[shift:] + base[:shift]
-        for scenario in SCENARIOS:
-            for transport in order:
-                log(f"  round {rnd + 1}/{rounds}: {scenario} over {transport}")
-                runs[scenario, transport].append(bench.run(scenario, transport))
+        for scenario in (POST, CONSUME):
+            for transport in round_order(transports, rnd, rounds):
+                log(f"  round {rnd + 1}/{rounds}: {scenario.name} over {transport}")
+                runs[scenario.name, transport].append(bench.run(scenario, transport))
     return [pool_rounds(runs[s, t]) for s in SCENARIOS for t in transports]
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reporting.
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
-
-
-def _round_ratios(a: Sequence[float | None], b: Sequence[float | None]) -> str:
-    """Round i of one transport against round i of the other: the same minute of machine noise."""
-    ratios = sorted(x / y for x, y in zip(a, b, strict=True) if x is not None and y)
-    if not ratios:
-        return ""
-    return f"[{statistics.median(ratios):.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f}]"
 
 
 def print_table(results: Sequence[Result], out: Callable[[str], None] = print) -> None:
@@ -588,8 +418,8 @@ def print_table(results: Sequence[Result], out: Callable[[str], None] = print) -
     for r in results:
         notes = " (queue drained)" if r.drained else ""
         out(f"{r.scenario:<8} {r.transport:<{width}} {r.msg_per_s:>7.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-            f"{_fmt(r.server_ms_per_msg, '.3f'):>10} {r.server_cpu_pct:>8.0f} {r.gen_cpu_pct:>8.0f} "
-            f"{_fmt(r.tx_per_msg, '.0f'):>8} {_fmt(r.rx_per_msg, '.0f'):>8} {r.errors:>6}{notes}")
+            f"{fmt(r.server_ms_per_msg, '.3f'):>10} {fmt(r.server_cpu_pct, '.0f'):>8} {r.gen_cpu_pct:>8.0f} "
+            f"{fmt(r.tx_per_msg, '.0f'):>8} {fmt(r.rx_per_msg, '.0f'):>8} {r.errors:>6}{notes}")
     errors = [r for r in results if r.first_error]
     for r in errors:
         out(f"  first error in {r.scenario}/{r.transport}: {r.first_error}")
@@ -614,20 +444,20 @@ def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) 
             if (scenario, a) not in by or (scenario, b) not in by:
                 continue
             ra, rb = by[scenario, a], by[scenario, b]
-            cpu = _ratio(ra.server_ms_per_msg, rb.server_ms_per_msg)
+            cpu = ratio(ra.server_ms_per_msg, rb.server_ms_per_msg)
             if several:
-                cpu += " " + _round_ratios(ra.per_round_ms_per_msg, rb.per_round_ms_per_msg)
+                cpu += " " + round_ratios(ra.per_round_ms_per_msg, rb.per_round_ms_per_msg)
             wire_a = (ra.bytes_sent + ra.bytes_received) / ra.messages if ra.messages else None
             wire_b = (rb.bytes_sent + rb.bytes_received) / rb.messages if rb.messages else None
             out(f"  {scenario:<8} {label:<30} CPU/msg {cpu:<24} "
-                f"| msgs/s {_ratio(ra.msg_per_s, rb.msg_per_s):>6} | bytes {_ratio(wire_a, wire_b):>6}")
+                f"| msgs/s {ratio(ra.msg_per_s, rb.msg_per_s):>6} | bytes {ratio(wire_a, wire_b):>6}")
     print_ceiling_ratios(results, out)
     if several:
         width = max(len(r.transport) for r in results)
         out("")
         out("server CPU ms/msg per round:")
         for r in results:
-            rounds = " ".join(_fmt(v, ".3f") for v in r.per_round_ms_per_msg)
+            rounds = " ".join(fmt(v, ".3f") for v in r.per_round_ms_per_msg)
             out(f"  {r.scenario:<8} {r.transport:<{width}} {rounds}")
 
 
@@ -644,13 +474,13 @@ def print_ceiling_ratios(results: Sequence[Result], out: Callable[[str], None] =
         + ", zaqar's own CPU per message on top of the framework | msgs/s")
     for scenario, transport in pairs:
         zq, ceiling = by[scenario, transport], by[scenario, CEILING + transport]
-        cpu = _ratio(zq.server_ms_per_msg, ceiling.server_ms_per_msg)
+        cpu = ratio(zq.server_ms_per_msg, ceiling.server_ms_per_msg)
         if several:
-            cpu += " " + _round_ratios(zq.per_round_ms_per_msg, ceiling.per_round_ms_per_msg)
+            cpu += " " + round_ratios(zq.per_round_ms_per_msg, ceiling.per_round_ms_per_msg)
         extra = ("n/a" if zq.server_ms_per_msg is None or ceiling.server_ms_per_msg is None
                  else f"{(zq.server_ms_per_msg - ceiling.server_ms_per_msg) * 1000:+.0f} us")
         out(f"  {scenario:<8} {transport:<15} CPU/msg {cpu:<24} {extra:>8} "
-            f"| msgs/s {_ratio(zq.msg_per_s, ceiling.msg_per_s):>6}")
+            f"| msgs/s {ratio(zq.msg_per_s, ceiling.msg_per_s):>6}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -752,47 +582,60 @@ def burst(conns: Sequence[WsConn], frames: Sequence[bytes], action: str, pid: in
 
 
 def connections_mode(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, object]:
-    count = args.connections
-    raise_fd_limit(2 * count + 256)  # the server inherits the limit, and holds one socket per connection
+    raise_fd_limit(2 * args.connections + 256)  # the server inherits it, and holds a socket per connection
     server = servers.start_zaqar(args.server_threads, websocket=True)
     assert server.websocket_port is not None
-    pid, port = server.pid, server.websocket_port
-    log(f"started zaqar-server pid {pid}: http {server.url}, websocket ws://127.0.0.1:{port}/")
+    log(f"started zaqar-server pid {server.pid}: http {server.url}, "
+        f"websocket ws://127.0.0.1:{server.websocket_port}/")
     try:
-        target = Target("127.0.0.1", server.port, pid)
-        queue = f"tb-{target.run_id}-burst"
-        headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
-        post = json.dumps({"action": "message_post", "headers": headers,
-                           "body": {"queue_name": queue, "messages": [message(0)]}}).encode()
-        listing = json.dumps({"action": "message_list", "headers": headers,
-                              "body": {"queue_name": queue, "limit": 10, "echo": True}}).encode()
-        # warm-up: let the server create its handshake and worker threads before the baseline
-        warm, _, _ = open_many("127.0.0.1", port, 2 * args.server_threads, args.concurrency)
-        burst(warm, [WsConn.frame(post, False) for _ in warm], "message_post", pid)
-        for c in warm:
-            c.close()
-        time.sleep(1.0)
-        before, fds_before, cpu0 = servers.proc_status(pid), servers.open_fds(pid), servers.cpu_seconds(pid)
-        log(f"opening {count} websocket connections with {args.concurrency} threads")
-        conns, opening_s, handshake_lat = open_many("127.0.0.1", port, count, args.concurrency)
-        handshake_cpu = servers.cpu_seconds(pid) - cpu0
-        time.sleep(1.0)  # the last handshakes are registered with the I/O loop
-        opened, fds_open = servers.proc_status(pid), servers.open_fds(pid)
-        log(f"one message_post on each of the {count} connections at once")
-        posts = burst(conns, [WsConn.frame(post, False) for _ in conns], "message_post", pid)
-        log(f"one message_list on each of the {count} connections at once")
-        lists = burst(conns, [WsConn.frame(listing, False) for _ in conns], "message_list", pid)
-        after_bursts = servers.proc_status(pid)
-        started = time.perf_counter()
-        for c in conns:
-            c.close()
-        closing_s = time.perf_counter() - started
-        time.sleep(1.5)  # the I/O loop drops them
-        closed, fds_closed = servers.proc_status(pid), servers.open_fds(pid)
+        report = measure_connections("127.0.0.1", server.websocket_port, server.pid, args.connections,
+                                     args.concurrency, 2 * args.server_threads, log)
     finally:
         server.stop()
-    report = {
-        "connections": count, "opener_threads": args.concurrency, "server_threads": args.server_threads,
+    report["server_threads"] = args.server_threads
+    print_connections(report)
+    return report
+
+
+def measure_connections(host: str, port: int, pid: int, count: int, opener_threads: int, warm: int,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    """Open ``count`` websocket connections to the server ``pid`` listening on ``port``, then burst.
+
+    Before the baseline, ``warm`` connections each post once and close, so the server has created
+    its handshake and worker threads. The report holds the server's RSS, threads and fds before,
+    with all open (idle), after one message_post and one message_list on every connection at once,
+    and after closing; the handshake rate and each burst's timing and server CPU.
+    """
+    queue = f"tb-{uuid.uuid4().hex[:8]}-burst"
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
+    post = json.dumps({"action": "message_post", "headers": headers,
+                       "body": {"queue_name": queue, "messages": [message(0)]}}).encode()
+    listing = json.dumps({"action": "message_list", "headers": headers,
+                          "body": {"queue_name": queue, "limit": 10, "echo": True}}).encode()
+    warming, _, _ = open_many(host, port, warm, opener_threads)
+    burst(warming, [WsConn.frame(post, False) for _ in warming], "message_post", pid)
+    for c in warming:
+        c.close()
+    time.sleep(1.0)
+    before, fds_before, cpu0 = servers.proc_status(pid), servers.open_fds(pid), servers.cpu_seconds(pid)
+    log(f"opening {count} websocket connections with {opener_threads} threads")
+    conns, opening_s, handshake_lat = open_many(host, port, count, opener_threads)
+    handshake_cpu = servers.cpu_seconds(pid) - cpu0
+    time.sleep(1.0)  # the last handshakes are registered with the I/O loop
+    opened, fds_open = servers.proc_status(pid), servers.open_fds(pid)
+    log(f"one message_post on each of the {count} connections at once")
+    posts = burst(conns, [WsConn.frame(post, False) for _ in conns], "message_post", pid)
+    log(f"one message_list on each of the {count} connections at once")
+    lists = burst(conns, [WsConn.frame(listing, False) for _ in conns], "message_list", pid)
+    after_bursts = servers.proc_status(pid)
+    started = time.perf_counter()
+    for c in conns:
+        c.close()
+    closing_s = time.perf_counter() - started
+    time.sleep(1.5)  # the I/O loop drops them
+    closed, fds_closed = servers.proc_status(pid), servers.open_fds(pid)
+    return {
+        "connections": count, "opener_threads": opener_threads,
         "open_seconds": opening_s, "handshakes_per_s": count / opening_s,
         "handshake_p50_ms": percentile(handshake_lat, 0.5) * 1000,
         "handshake_p99_ms": percentile(handshake_lat, 0.99) * 1000,
@@ -807,8 +650,6 @@ def connections_mode(args: argparse.Namespace, log: Callable[[str], None]) -> di
         "bursts": [dataclasses.asdict(b) for b in (posts, lists)],
         "close_seconds": closing_s,
     }
-    print_connections(report)
-    return report
 
 
 def print_connections(rep: dict[str, Any], out: Callable[[str], None] = print) -> None:
@@ -843,8 +684,27 @@ def print_connections(rep: dict[str, Any], out: Callable[[str], None] = print) -
 # Entry points.
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def zaqar_endpoints(target: Target, ws_port: int,
+                    store_pids: Callable[[], Sequence[int]] = tuple) -> dict[str, Endpoint]:
+    """TRANSPORTS on one zaqar-server: HTTP at ``target``, websocket on ``ws_port`` of the same host."""
+    return {t: Endpoint(target, None if t.startswith("http-") else ws_port, store_pids) for t in TRANSPORTS}
+
+
+def start_ceilings(threads: int, started: list[servers.ServerProcess],
+                   log: Callable[[str], None]) -> dict[str, Endpoint]:
+    """Both ceiling servers (appended to ``started``, for the caller to stop) and their CEILINGS."""
+    http = servers.start_ceiling("http", threads)
+    started.append(http)
+    ws = servers.start_ceiling("websocket", threads)
+    started.append(ws)
+    log(f"started ceilings: cheroot+falcon pid {http.pid} on {http.url}, "
+        f"ws4py pid {ws.pid} on ws://127.0.0.1:{ws.port}/")
+    endpoints: dict[str, Endpoint] = {}
+    for t in TRANSPORTS:
+        ceiling = http if t.startswith("http-") else ws
+        target = Target("127.0.0.1", ceiling.port, ceiling.pid)
+        endpoints[CEILING + t] = Endpoint(target, ceiling.websocket_port)
+    return endpoints
 
 
 def scenarios_mode(args: argparse.Namespace, log: Callable[[str], None]) -> list[Result]:
@@ -855,20 +715,9 @@ def scenarios_mode(args: argparse.Namespace, log: Callable[[str], None]) -> list
         assert server.websocket_port is not None
         log(f"started zaqar-server pid {server.pid}: http {server.url}, "
             f"websocket ws://127.0.0.1:{server.websocket_port}/ ({args.server_threads} threads / workers)")
-        zaqar_http = Target("127.0.0.1", server.port, server.pid)
-        endpoints = {t: Endpoint(zaqar_http, None if t.startswith("http-") else server.websocket_port)
-                     for t in TRANSPORTS}
+        endpoints = zaqar_endpoints(Target("127.0.0.1", server.port, server.pid), server.websocket_port)
         if args.ceilings:
-            http = servers.start_ceiling("http", args.server_threads)
-            started.append(http)
-            ws = servers.start_ceiling("websocket", args.server_threads)
-            started.append(ws)
-            log(f"started ceilings: cheroot+falcon pid {http.pid} on {http.url}, "
-                f"ws4py pid {ws.pid} on ws://127.0.0.1:{ws.port}/")
-            for t in TRANSPORTS:
-                ceiling = http if t.startswith("http-") else ws
-                endpoints[CEILING + t] = Endpoint(Target("127.0.0.1", ceiling.port, ceiling.pid),
-                                                  ceiling.websocket_port)
+            endpoints.update(start_ceilings(args.server_threads, started, log))
         bench = Bench(endpoints, args.concurrency, args.seconds)
         results = run_rounds(bench, args.rounds, log)
     finally:
@@ -916,10 +765,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     results: object
     if args.connections:
-        results = connections_mode(args, _log)
+        results = connections_mode(args, log)
     else:
-        results = [r.as_dict() for r in scenarios_mode(args, _log)]
-    _log(f"total {time.perf_counter() - started:.0f} s")
+        results = [r.as_dict() for r in scenarios_mode(args, log)]
+    log(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"seconds": args.seconds, "concurrency": args.concurrency, "rounds": args.rounds,

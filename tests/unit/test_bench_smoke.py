@@ -9,6 +9,7 @@ nothing (see benchmarks/README.md for how to read real runs).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,10 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks import transport_bench
+from benchmarks import harness, harness_report, transport_bench
+from benchmarks.common import is_local
+from tests import backends
 
 ROOT = Path(__file__).resolve().parents[2]
-NUMBER = r"(?:-?\d+(?:\.\d+)?|n/a)"
+NUMBER = r"(?:-?\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?|n/a)"  # or a range, min-max
+TINY = ("--seconds", "0.1", "--rounds", "1", "--concurrency", "2", "--latency-seconds", "0.2",
+        "--connections", "10")
 
 
 def _run(module: str, *args: str, timeout: float) -> str:
@@ -67,3 +72,43 @@ def test_pool_bench_runs_every_scenario_over_http():
                "--queues", "4", "--no-in-process", timeout=90)
     rows = _rows(out, "single|pooled-1|pooled-2|pooled-3", 11)
     assert {name for name, _ in rows} == {"single", "pooled-1", "pooled-2", "pooled-3"}, out
+
+
+def _harness_table(out: str, only: tuple[str, ...],
+                   ceilings: bool = True) -> dict[tuple[str, str], list[str]]:
+    """The harness's rows for a run of ``only``: exactly the expected ones, each a full row of figures."""
+    rows = _rows(out, "|".join(harness.SCENARIOS), 10)
+    assert list(rows) == harness.expected_rows(only, ceilings), out
+    for (scenario, target), cells in rows.items():
+        assert cells[-1] == "0", f"{scenario}/{target} had error replies:\n{out}"
+    return rows
+
+
+def _targets(out: str) -> dict[str, str]:
+    found = dict(re.findall(r"^  (.+?)\s+\S+ <= \S+\s+(pass|FAIL|n/a)$", out, re.M))
+    assert set(found) == {g.label for g in harness_report.goals(10)}, out
+    return found
+
+
+def test_harness_runs_every_scenario(tmp_path):
+    report = tmp_path / "harness.json"
+    out = _run("benchmarks.harness", "--store", "sqlite", *TINY, "--json", str(report), timeout=120)
+    rows = _harness_table(out, harness.SCENARIOS)
+    assert all(cells[7] == "n/a" for cells in rows.values()), out  # no store process beside sqlite
+    assert "n/a" not in _targets(out).values(), out  # every target measured
+    assert re.search(r"^idle 10 websocket connections: server RSS \d", out, re.M), out
+    stored = json.loads(report.read_text())["stores"]
+    assert [s["store"] for s in stored] == ["sqlite"]
+    assert [(r["scenario"], r["target"]) for r in stored[0]["rows"]] == list(rows)
+    assert all(len(r["rounds"]) == 1 for r in stored[0]["rows"])
+
+
+def test_harness_on_redis_reports_its_cpu_and_cleans_up():
+    url = backends._base(backends.REDIS_ENV)
+    only = ("post1", "latency")
+    out = _run("benchmarks.harness", "--store", "redis", "--redis-url", url, "--only", ",".join(only),
+               "--no-ceilings", *TINY, timeout=90)
+    rows = _harness_table(out, only, ceilings=False)
+    if is_local(url):
+        assert all(cells[7] != "n/a" for cells in rows.values()), out  # redis-server's CPU column
+    assert re.search(r"^cleanup: redis: deleted \d+ keys under .*, 0 left$", out, re.M), out
