@@ -242,5 +242,35 @@ def test_flavor_bodies_take_a_pool_name_as_a_one_element_pool_list(body, expecte
 def test_pool_delete_reads_force():
     body = {"pool_name": "p", "force": True}
     assert schemas.accepted("pool_delete", body) == body
-    assert schemas.VALIDATORS["pool_delete"].is_valid({"headers": H, "body": body})
-    assert not schemas.VALIDATORS["pool_delete"].is_valid({"headers": H, "body": {**body, "force": "yes"}})
+    assert schemas.valid("pool_delete", {"headers": H, "body": body})
+    assert not schemas.valid("pool_delete", {"headers": H, "body": {**body, "force": "yes"}})
+
+
+def _map16(document: dict) -> bytes:
+    """A MessagePack map written with a 16-bit count, as some encoders do for small maps too."""
+    return b"\xde" + len(document).to_bytes(2, "big") + b"".join(
+        msgpack.packb(k) + msgpack.packb(v, use_bin_type=True) for k, v in document.items())
+
+
+POSTED = {"action": "message_post", "headers": {**H, "X-Extra": ["kept"]},
+          "body": {"queue_name": "echo", "messages": [{"body": {"é": "ü", "n": 1.5}, "ttl": 120}]}}
+
+
+@pytest.mark.parametrize("raw, binary", [
+    (json.dumps(POSTED).encode(), False),
+    (b"  \n" + json.dumps(POSTED, indent=2, ensure_ascii=False).encode() + b" \n", False),
+    (msgpack.packb(POSTED, use_bin_type=True), True),
+    (msgpack.packb(POSTED, use_bin_type=False), True),  # legacy raw strings, as old clients send
+    (_map16(POSTED), True),
+], ids=["json", "json-spaced-unicode", "msgpack", "msgpack-legacy-raw", "msgpack-map16"])
+def test_the_reply_echoes_the_request_as_sent_in_every_encoding(api, raw, binary):
+    reply = protocol.handle_frame(api, raw, binary)
+    document = msgpack.unpackb(reply, raw=False) if binary else json.loads(reply)
+    assert document["request"] == {**POSTED, "api": "v2"}
+    assert document["headers"] == {"status": 201}
+    assert len(document["body"]["message_ids"]) == 1
+
+
+def test_a_request_without_body_is_echoed_with_an_empty_one(api, binary):
+    reply = _frame(api, {"action": "ping_node", "headers": H}, binary)
+    assert reply["request"] == {"action": "ping_node", "headers": H, "body": {}, "api": "v2"}
