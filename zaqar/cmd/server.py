@@ -45,7 +45,8 @@ def _start_websocket(conf: cfg.ConfigOpts, api: Api) -> Callable[[], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     conf = zconf.load(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = logging.DEBUG if conf.debug else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     unknown = set(conf.drivers.transport) - set(TRANSPORTS)
     if unknown or not conf.drivers.transport:
         LOG.error("[drivers] transport must name wsgi and/or websocket, got %s", conf.drivers.transport)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 _DEFAULT = [
+    cfg.BoolOpt("debug", default=False, help="Log at DEBUG level, one line per HTTP request included."),
     cfg.BoolOpt("admin_mode", default=False, help="Serve admin resources (health, pools, flavors)."),
     cfg.BoolOpt("pooling", default=False, help="Spread queues over several pools of message stores."),
     cfg.BoolOpt("enable_checksum", default=False, help="Add an MD5 checksum of the body to messages."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import falcon.testing
@@ -120,3 +121,18 @@ def test_renew_with_unbounded_grace_is_400_not_500(http):
                                  json={"ttl": 60, "grace": 2**63 - 1})
     assert result.status_code == 400
     assert result.json["description"].startswith("The grace for a claim may not exceed 43200 seconds")
+
+
+def test_every_response_carries_a_request_id(http):
+    ids = {http.simulate_get("/v2/queues/q/stats", headers=H).headers["x-openstack-request-id"]
+           for _ in range(3)}
+    assert len(ids) == 3 and all(i.startswith("req-") for i in ids)
+
+
+@pytest.mark.parametrize("level, logged", [(logging.DEBUG, True), (logging.INFO, False)])
+def test_requests_are_logged_only_at_debug(api, caplog, level, logged):
+    with caplog.at_level(level, logger="zaqar.transport.wsgi"):
+        client = falcon.testing.TestClient(wsgi.build_app(api))
+        assert client.simulate_put("/v2/queues/logged", headers=H).status_code == 201
+    lines = [r.getMessage() for r in caplog.records if r.name == "zaqar.transport.wsgi"]
+    assert any(line.startswith("PUT /v2/queues/logged 201") for line in lines) is logged
