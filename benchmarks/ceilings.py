@@ -1,6 +1,6 @@
 """Bare-framework servers that answer the benchmarks' requests without doing any work.
 
-    python -m benchmarks.ceilings http --port P [--threads T]
+    python -m benchmarks.ceilings http --port P [--threads T] [--server builtin|cheroot]
     python -m benchmarks.ceilings websocket --port P [--workers W]
 
 Why: zaqar's server CPU per message is framework (socket I/O, HTTP parsing,
@@ -10,7 +10,9 @@ the API layer, the store, logging). These servers pay only the first part, so
 ceiling says how much of a message's cost zaqar could ever remove, and what
 the framework alone costs on this machine.
 
-* ``http``: a falcon WSGI app under cheroot (``T`` threads).
+* ``http``: a falcon WSGI app on zaqar's own HTTP server (``T`` threads; the
+  server zaqar-server runs, so the ratio is zaqar's work over its framework),
+  or under cheroot with ``--server cheroot`` (the server zaqar used before).
   ``POST /v2/queues/{q}/messages`` reads the body and answers 201 with one
   constant resource per message (counted by the ``"body"`` keys, not parsed);
   ``POST /v2/queues/{q}/claims`` reads the body and answers 201 with 10
@@ -129,8 +131,18 @@ def http_app() -> Any:
     return app
 
 
-def serve_http(port: int, threads: int) -> None:
-    wsgi_servers.run_cheroot(http_app(), port, threads, "ceiling")
+def serve_http(port: int, threads: int, server: str = "builtin") -> None:
+    if server == "cheroot":
+        wsgi_servers.run_cheroot(http_app(), port, threads, "ceiling")
+        return
+    from zaqar.transport.wsgi import HttpServer, Settings
+
+    http = HttpServer(http_app(), Settings(bind=HOST, port=port, threads=threads))
+    http.start()
+    stopping = _stop_on_signals()
+    while not stopping.wait(0.5):
+        pass
+    http.stop()
 
 
 def answer(data: bytes, binary: bool) -> bytes:
@@ -191,12 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("http", "websocket"))
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=16, help="cheroot threads (http)")
+    parser.add_argument("--threads", type=int, default=16, help="server threads (http)")
+    parser.add_argument("--server", choices=("builtin", "cheroot"), default="builtin",
+                        help="the HTTP server under the falcon app (http)")
     parser.add_argument("--workers", type=int, default=16,
                         help="threads answering frames (websocket; 0: the I/O thread answers)")
     args = parser.parse_args(argv)
     if args.kind == "http":
-        serve_http(args.port, args.threads)
+        serve_http(args.port, args.threads, args.server)
     else:
         serve_websocket(args.port, args.workers)
     return 0

@@ -249,9 +249,10 @@ def start_wsgi(name: str, threads: int = DEFAULT_THREADS) -> ServerProcess:
 
 
 def start_ceiling(kind: str, threads: int = DEFAULT_THREADS) -> ServerProcess:
-    """A bare-framework server of benchmarks/ceilings.py: ``http`` (cheroot) or ``websocket`` (ws4py).
+    """A bare-framework server of benchmarks/ceilings.py: ``http`` (falcon on zaqar's HTTP server) or
+    ``websocket`` (ws4py).
 
-    ``threads`` are cheroot's threads or the websocket answering workers; waits until it answers
+    ``threads`` are the HTTP server's threads or the websocket answering workers; waits until it answers
     (``GET /v2/ping``) or accepts connections.
     """
     if kind not in ("http", "websocket"):
