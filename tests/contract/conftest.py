@@ -7,6 +7,8 @@ ZAQAR_TEST_REDIS_URL / ZAQAR_TEST_SQL_URL / ZAQAR_TEST_MYSQL_URL (tests/backends
 a PostgreSQL pool) run the same suite through the pooled store, whose
 management store is a SQLite file; queues land on pools at random by weight.
 The tests themselves never name a driver: they skip on capabilities.
+A driver with a read cache (Redis, PostgreSQL) is handed over only once the
+cache is in use, so the whole suite runs through it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests import backends
 from tests.conftest import FakeClock
 from zaqar import storage
 from zaqar.storage.base import Capability, DataDriver
+from zaqar.storage.cache import Cache
 
 
 @contextmanager
@@ -92,5 +95,9 @@ def store(
     if missing:
         driver.close()
         pytest.skip(f"driver lacks {', '.join(sorted(c.value for c in missing))}")
+    cache = getattr(driver, "cache", None)
+    if isinstance(cache, Cache) and not cache.wait_active(10):
+        driver.close()
+        pytest.fail("the store's cache never subscribed to its invalidation channel")
     yield driver
     driver.close()

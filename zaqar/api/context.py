@@ -16,10 +16,15 @@ Authorizer = Callable[[str, frozenset[str]], bool]
 
 
 class Notifier(Protocol):
-    """Delivers notifications off the request path; every method returns at once."""
+    """Delivers notifications off the request path; every method returns at once and never raises."""
 
     def messages_posted(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
-        """Notify the queue's subscribers of new messages (one document per message)."""
+        """Notify the queue's subscribers of new messages (one document per message).
+
+        Called after every post, so it may make one cheap store read (are there live
+        subscriptions?) on the caller's thread, and must cost next to nothing when there
+        are none; deliveries themselves never run on the caller's thread.
+        """
 
     def subscription_created(self, project: str | None, queue: str, subscription: Subscription) -> None:
         """Send the confirmation request, when confirmations are required."""

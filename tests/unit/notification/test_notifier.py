@@ -261,10 +261,11 @@ def test_messages_posted_never_blocks_and_drops_beyond_the_backlog(store, make_n
 
 
 class _FlakySubscriptions:
-    def __init__(self, real: Any) -> None:
-        self._real, self.failures = real, 1
+    def __init__(self, real: Any, failures: int) -> None:
+        self._real, self.failures, self.calls = real, failures, 0
 
     def live(self, project: str | None, queue: str) -> Any:
+        self.calls += 1
         if self.failures:
             self.failures -= 1
             raise ConnectionError("store unreachable")
@@ -272,24 +273,52 @@ class _FlakySubscriptions:
 
 
 class _FlakyStore:
-    """The real store, whose first ``subscriptions.live`` call fails as during an outage."""
+    """The real store, whose first ``failures`` ``subscriptions.live`` calls fail as during an outage."""
 
-    def __init__(self, real: DataDriver) -> None:
-        self.queues, self.subscriptions = real.queues, _FlakySubscriptions(real.subscriptions)
+    def __init__(self, real: DataDriver, failures: int = 1) -> None:
+        self.queues, self.subscriptions = real.queues, _FlakySubscriptions(real.subscriptions, failures)
+
+
+def test_a_failed_read_on_the_posters_thread_is_retried_by_the_dispatcher(store, receiver):
+    subscribe(store, receiver.url)
+    notifier = Notifier(_FlakyStore(store, failures=1))  # type: ignore[arg-type]
+    notifier.start()
+    try:
+        notifier.messages_posted(P, Q, [_doc("delivered anyway")])  # must not raise
+        assert [p.json()["body"] for p in receiver.wait_for(1)] == ["delivered anyway"]
+    finally:
+        notifier.stop()
 
 
 def test_a_store_outage_loses_that_event_but_not_the_dispatcher(store, receiver, caplog):
     subscribe(store, receiver.url)
-    notifier = Notifier(_FlakyStore(store))  # type: ignore[arg-type]
+    flaky = _FlakyStore(store, failures=2)
+    notifier = Notifier(flaky)  # type: ignore[arg-type]
     notifier.start()
     try:
         with caplog.at_level(logging.ERROR, logger="zaqar.notification"):
-            notifier.messages_posted(P, Q, [_doc("lost")])
+            notifier.messages_posted(P, Q, [_doc("lost")])  # the poster's read and the dispatcher's fail
+            wait_idle(notifier)
+            assert flaky.subscriptions.calls == 2
             notifier.messages_posted(P, Q, [_doc("delivered")])
             assert [p.json()["body"] for p in receiver.wait_for(1)] == ["delivered"]
+            wait_idle(notifier)
         assert any("could not dispatch" in r.getMessage() for r in caplog.records)
+        assert len(receiver.received()) == 1
     finally:
         notifier.stop()
+
+
+def test_a_queue_nobody_subscribes_to_never_reaches_the_dispatcher(store, make_notifier, receiver):
+    subscribe(store, receiver.url, queue="elsewhere")
+    notifier = make_notifier(start=False, backlog=1)  # nothing drains the backlog of one
+    for i in range(5):
+        notifier.messages_posted(P, Q, [_doc(i)])
+    assert notifier.idle()  # no event was queued, so the backlog is still free for ...
+    notifier.messages_posted(P, "elsewhere", [_doc("subscribed", queue="elsewhere")])
+    assert not notifier.idle()  # ... the queue that has a subscriber
+    notifier.start()
+    assert [p.json()["body"] for p in receiver.wait_for(1)] == ["subscribed"]
 
 
 # -- websocket connections of this process -------------------------------------------------------
@@ -417,30 +446,22 @@ def test_mailto_without_a_mailer_is_skipped(store, make_notifier, receiver):
 
 # -- the idle() helper itself ---------------------------------------------------------------------
 
-class _SlowSubscriptions:
-    def __init__(self, real: Any) -> None:
-        self._real, self.entered, self.release = real, threading.Event(), threading.Event()
+def test_idle_is_false_while_an_event_is_being_dispatched(store, make_notifier):
+    entered, release = threading.Event(), threading.Event()
 
-    def live(self, project: str | None, queue: str) -> Any:
-        self.entered.set()
-        self.release.wait(10)
-        return self._real.live(project, queue)
+    def slow_push(connection: str, document: dict[str, Any]) -> bool:
+        entered.set()
+        release.wait(10)
+        return True
 
-
-def test_idle_is_false_while_an_event_is_being_dispatched(store, receiver):
-    subscribe(store, receiver.url)
-    slow = _SlowSubscriptions(store.subscriptions)
-    fake = _FlakyStore(store)
-    fake.subscriptions = slow  # type: ignore[assignment]
-    notifier = Notifier(fake)  # type: ignore[arg-type]
-    notifier.start()
+    subscribe(store, "local://conn-1", confirmed=True)
+    notifier = make_notifier()
+    notifier.register_local("local://", slow_push)
     try:
         notifier.messages_posted(P, Q, [_doc("x")])
-        assert slow.entered.wait(5)
-        busy = not notifier.idle()  # a delivery is on its way
-        slow.release.set()
-        receiver.wait_for(1)
-        assert busy
+        assert entered.wait(5)
+        busy = not notifier.idle()  # the dispatcher took the event off the queue and is pushing it
     finally:
-        slow.release.set()
-        notifier.stop()
+        release.set()
+    wait_idle(notifier)
+    assert busy

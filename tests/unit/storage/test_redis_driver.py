@@ -419,7 +419,7 @@ def test_two_drivers_never_double_claim_or_double_pop(uri: str, clock: FakeClock
 
 def test_dead_letter_id_collision_gets_a_fresh_id(store: DataDriver, monkeypatch: pytest.MonkeyPatch) -> None:
     for module in (redis_messages, redis_claims):
-        monkeypatch.setattr(module, "id_tail", lambda: "deadbeef")
+        monkeypatch.setattr(module, "id_tails", lambda count: ["deadbeef"] * count)
     (already,) = store.messages.post("p", "dlq", [MessageDraft(body="already", ttl=600)], None)
     (mid,) = store.messages.post("p", "q", [MessageDraft(body="moved", ttl=600)], None)
     assert already == mid  # same seq, same tail: the one case where ids can meet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from tests.conftest import FakeClock
 from zaqar.storage import errors
 from zaqar.storage.base import MessageDraft
 from zaqar.storage.sqlite import DataDriver
+from zaqar.storage.sqlite import messages as sqlite_messages
 from zaqar.storage.sqlite.driver import parse_uri
 
 
@@ -202,3 +204,29 @@ def test_concurrent_posts_and_claims_never_lose_or_double_claim(db_path: Path, c
     finally:
         for driver in drivers:
             driver.close()
+
+
+# -- ids taken by dead-lettered messages ----------------------------------------------
+
+
+def test_a_post_whose_id_is_taken_stores_every_message_once_with_fresh_ids(
+    store: DataDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (taken,) = store.messages.post("p", "q", _drafts(1), None)
+    # The batch's second id meets the stored one (as a dead-lettered message's id can).
+    draws = itertools.chain(["a" * 24, taken, "c" * 24], (f"{n:024x}" for n in itertools.count(1)))
+    monkeypatch.setattr(sqlite_messages, "new_message_id", lambda seq: next(draws))
+    ids = store.messages.post("p", "q", [MessageDraft(body=b, ttl=300) for b in "xyz"], None)
+    assert len(set(ids)) == 3 and taken not in ids
+    listed = store.messages.list("p", "q", limit=10, echo=True)
+    assert [(m.id, m.body) for m in listed] == [(taken, 0), *zip(ids, "xyz", strict=True)]
+
+
+def test_a_post_that_finds_no_free_id_stores_nothing(
+    store: DataDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (taken,) = store.messages.post("p", "q", _drafts(1), None)
+    monkeypatch.setattr(sqlite_messages, "new_message_id", lambda seq: taken)
+    with pytest.raises(errors.MessageConflict):
+        store.messages.post("p", "q", _drafts(2), None)
+    assert [m.id for m in store.messages.list("p", "q", limit=10, echo=True)] == [taken]

@@ -17,6 +17,7 @@ import time
 from zaqar import storage
 from zaqar.storage import base, errors
 from zaqar.storage.control import ControlDriver
+from zaqar.storage.pooling import placements
 from zaqar.storage.pooling.messages import ClaimController, MessageController
 from zaqar.storage.pooling.queues import QueueController
 from zaqar.storage.pooling.registry import Registry
@@ -54,9 +55,13 @@ class DataDriver(base.DataDriver):
         rng: random.Random | None = None,
         adopt_from: str | None = None,
     ) -> None:
-        """``adopt_from`` names the pool that was the message store before pooling was on."""
-        self.control = control
+        """``adopt_from`` names the pool that was the message store before pooling was on.
+
+        ``control`` is the management store as the API layer must use it: its pool and
+        placement deletes also drop the placements this process keeps (``placements``).
+        """
         self._registry = Registry(control, clock=clock, refresh=refresh, rng=rng, adopt_from=adopt_from)
+        self.control: ControlDriver = placements.ControlDriver(control, self._registry.placements)
         self._queues = QueueController(self._registry)
         self._messages = MessageController(self._registry)
         self._claims = ClaimController(self._registry)

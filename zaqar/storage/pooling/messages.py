@@ -109,10 +109,10 @@ class ClaimController(base.ClaimController):
         limit: int,
         dead_letter: base.DeadLetter | None = None,
     ) -> tuple[str | None, list[base.Message]]:
-        source = self._registry.pool_of(project, queue)
-        if source is None:
+        routed = self._registry.routed(project, queue)
+        if routed is None:
             return None, []
-        driver = self._registry.driver(source)
+        source, driver = routed
         if dead_letter is None:
             return driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit)
         target = self._registry.pool_of(project, dead_letter.queue)

@@ -3,9 +3,10 @@
 One registry per process. It opens each pool's driver on first use and keeps
 it; a pool's record is re-read from the management store at most every
 ``refresh`` seconds, so a pool whose URI another process changed (or that
-another process deleted) is reopened (or closed) within that time. The
-catalog itself is never cached: a queue deleted through one process and
-placed anew through another must route there at once.
+another process deleted) is reopened (or closed) within that time. Positive
+catalog answers are kept for as long (``placements``): a placement never
+changes while its pool exists, and the placements of a pool found gone or
+moved are dropped at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from zaqar import storage
 from zaqar.storage import base, errors
 from zaqar.storage.control import ControlDriver, Pool
+from zaqar.storage.pooling.placements import Placements
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Registry:
         self._rng = rng or random.Random()
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
+        self.placements = Placements(max_age=refresh)
 
     # -- drivers ---------------------------------------------------------------------------
 
@@ -81,6 +84,7 @@ class Registry:
             record = self.control.pools.get(pool)
         except errors.PoolDoesNotExist:
             self._close(pool)
+            self.placements.forget_pool(pool)
             return None
         return self._current(record, read_at)
 
@@ -96,6 +100,11 @@ class Registry:
             if entry is not None and (entry.uri == record.uri or entry.checked >= read_at):
                 entry.checked = max(entry.checked, read_at)
                 return entry.driver
+            moved = entry is not None
+        if moved:
+            # NOTE: a changed URI may be a pool deleted and registered again, whose placements
+            # were forgotten; re-read them rather than trust what was kept.
+            self.placements.forget_pool(record.name)
         # NOTE: opened outside the lock: connecting to a slow store must not stall other pools.
         fresh = _open_store(record.uri, self._clock)
         with self._lock:
@@ -125,6 +134,7 @@ class Registry:
             gone = [name for name in self._open if name not in names]
         for name in gone:
             self._close(name)
+            self.placements.forget_pool(name)
         for record in sorted(registered, key=lambda p: p.name):
             yield record.name, self._current(record, read_at)
 
@@ -138,8 +148,26 @@ class Registry:
 
     def lookup(self, project: str | None, queue: str) -> base.DataDriver | None:
         """The driver of the pool holding the queue, or None for a queue placed nowhere."""
-        pool = self.pool_of(project, queue)
-        return None if pool is None else self.driver(pool)
+        routed = self.routed(project, queue)
+        return None if routed is None else routed[1]
+
+    def routed(self, project: str | None, queue: str) -> tuple[str, base.DataDriver] | None:
+        """The queue's pool and its driver, or None for a queue placed nowhere.
+
+        A kept placement whose pool turns out to be gone was forgotten on the way
+        (``_registered``), so the catalog is asked once more before giving up.
+
+        Raises:
+            BackendUnavailable: the catalog places the queue on a pool that is not registered.
+        """
+        for _ in range(2):
+            pool = self.pool_of(project, queue)
+            if pool is None:
+                return None
+            driver = self._registered(pool)
+            if driver is not None:
+                return pool, driver
+        raise errors.BackendUnavailable(reason=f"pool {pool} is not registered")
 
     def pool_of(self, project: str | None, queue: str) -> str | None:
         """The queue's pool, adopting a queue the ``adopt_from`` pool held before pooling was on.
@@ -148,6 +176,12 @@ class Registry:
         (``enable_virtual_pool``); its existing queues are in no catalog yet,
         and are placed where they already are on first use.
         """
+        pool = self.placements.get(project, queue)
+        if pool is not None:
+            return pool
+        return self.placements.read(project, queue, lambda: self._read_placement(project, queue))
+
+    def _read_placement(self, project: str | None, queue: str) -> str | None:
         try:
             return self.control.catalog.get(project, queue)
         except errors.QueueNotMapped:
@@ -166,9 +200,13 @@ class Registry:
             FlavorDoesNotExist: ``flavor`` names no flavor of the project.
             NoPoolFound: no pool (of the flavor) has a positive weight.
         """
-        pool = self.pool_of(project, queue)
-        if pool is None:
-            pool = self.control.catalog.insert(project, queue, self.choose(project, flavor))
+        routed = self.routed(project, queue)
+        if routed is not None:
+            return routed[1]
+        chosen = self.choose(project, flavor)
+        pool = self.placements.read(project, queue,
+                                    lambda: self.control.catalog.insert(project, queue, chosen))
+        assert pool is not None  # insert always answers a pool
         return self.driver(pool)
 
     def choose(self, project: str | None, flavor: str | None) -> str:

@@ -11,7 +11,7 @@ import uuid
 
 from zaqar.storage import base, errors
 from zaqar.storage.redis.common import Backend, IdConflict, is_claim_id, messages_from_reply, num
-from zaqar.storage.redis.messages import SPARE_TAILS, id_tail
+from zaqar.storage.redis.messages import SPARE_TAILS, id_tails
 
 
 class ClaimController(base.ClaimController):
@@ -58,7 +58,7 @@ class ClaimController(base.ClaimController):
             args += ["", ""]
         else:
             args += [num(now + dead_letter.ttl), str(int(dead_letter.ttl))]
-        return args + [id_tail() for _ in range(SPARE_TAILS)]
+        return args + id_tails(SPARE_TAILS)
 
     def get(self, project: str | None, queue: str, claim_id: str) -> base.Claim:
         if not is_claim_id(claim_id):

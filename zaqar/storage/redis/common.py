@@ -40,7 +40,9 @@ from urllib.parse import quote
 import redis
 
 from zaqar.storage import base, errors
+from zaqar.storage.cache import Cache
 from zaqar.storage.redis import lua, lua_claims
+from zaqar.storage.redis.invalidation import RedisChannel, channel_name
 
 _MESSAGE_ID = re.compile(r"[0-9a-f]{24}")
 _CLAIM_ID = re.compile(r"[0-9a-f]{32}")
@@ -92,7 +94,12 @@ def unavailable(exc: BaseException) -> errors.BackendUnavailable:
 
 
 class Backend:
-    """The connection pool, key names and registered scripts shared by the controllers."""
+    """The connection pool, key names, registered scripts and read cache shared by the controllers.
+
+    ``cache`` holds queue metadata (under the queue's record key) and a queue's
+    subscription records (under its subscriptions key); every write of either
+    publishes that key on ``channel`` (see ``zaqar.storage.cache``).
+    """
 
     def __init__(self, pool: redis.ConnectionPool, prefix: str) -> None:
         self.pool = pool
@@ -100,6 +107,8 @@ class Backend:
         self.client = redis.Redis(connection_pool=pool)
         self._scripts = {name: self.client.register_script(lua.LIB + src) for name, src in SCRIPTS.items()}
         self._closed = False
+        self.channel = channel_name(prefix)
+        self.cache = Cache(lambda: RedisChannel(self.client, self.channel), name=f"redis-{prefix}")
 
     def project_key(self, project: str | None) -> str:
         tag = "~" if project is None else "p" + quote(project, safe="")
@@ -141,6 +150,7 @@ class Backend:
 
     def close(self) -> None:
         self._closed = True
+        self.cache.close()
         self.pool.disconnect()
 
 

@@ -53,6 +53,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from zaqar.storage import base, errors
+from zaqar.storage.cache import Cache
 from zaqar.storage.redis.claims import ClaimController
 from zaqar.storage.redis.common import Backend, num
 from zaqar.storage.redis.messages import MessageController
@@ -234,6 +235,11 @@ class DataDriver(base.DataDriver):
         self._messages = MessageController(self._backend, clock)
         self._claims = ClaimController(self._backend, clock)
         self._subscriptions = SubscriptionController(self._backend, clock)
+
+    @property
+    def cache(self) -> Cache:
+        """Queue metadata and live subscriptions read once per change (see ``zaqar.storage.cache``)."""
+        return self._backend.cache
 
     @property
     def queues(self) -> QueueController:

@@ -131,14 +131,17 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
 
-# KEYS: queue. ARGV: metadata JSON. Returns 0 when the queue is missing.
+# KEYS: queue. ARGV: metadata JSON, invalidation channel. Returns 0 when the queue is missing.
+# The queue key is published in the same script (atomically with the write) so that
+# every process drops its cached copy (see ``zaqar.storage.cache``).
 QUEUE_SET_METADATA = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'meta', ARGV[1])
+redis.call('PUBLISH', ARGV[2], KEYS[1])
 return 1
 """
 
-# KEYS: queue. ARGV: metadata JSON as read before, new metadata JSON.
+# KEYS: queue. ARGV: metadata JSON as read before, new metadata JSON, invalidation channel.
 # Compare-and-set for QueueController.update_metadata, whose change function
 # runs in Python between the read and this script. Returns 0 when the queue is
 # missing, 1 when stored, 2 (nothing written) when the metadata changed since
@@ -149,6 +152,7 @@ local current = redis.call('HGET', KEYS[1], 'meta')
 if not current then return 0 end
 if current ~= ARGV[1] then return 2 end
 redis.call('HSET', KEYS[1], 'meta', ARGV[2])
+redis.call('PUBLISH', ARGV[3], KEYS[1])
 return 1
 """
 

@@ -85,7 +85,8 @@ end
 """
 
 # KEYS: base. ARGV: subscriber, ttl, now, expires, options JSON, stamp
-# (integer microseconds), random tail. Returns {'ok', id} or {'exists', id, confirmed}.
+# (integer microseconds), random tail, invalidation channel.
+# Returns {'ok', id} or {'exists', id, confirmed}.
 _CREATE = r"""
 local base, now = KEYS[1], tonumber(ARGV[3])
 local hid, h = holder(base, ARGV[1], now)
@@ -100,11 +101,12 @@ redis.call('HSET', base, id, cjson.encode(s))
 redis.call('ZADD', base .. ':ids', 0, id)
 redis.call('ZADD', base .. ':due', ARGV[4], id)
 redis.call('HSET', base .. ':who', ARGV[1], id)
+redis.call('PUBLISH', ARGV[8], base)
 return {'ok', id}
 """
 
 # KEYS: base. ARGV: id, now, has subscriber (1/0), subscriber, has ttl (1/0),
-# ttl, expires, has options (1/0), options JSON.
+# ttl, expires, has options (1/0), options JSON, invalidation channel.
 # Returns {'ok'}, {'missing'} or {'exists', holder id, confirmed}.
 _UPDATE = r"""
 local base, id, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
@@ -126,23 +128,28 @@ if ARGV[5] == '1' then
 end
 if ARGV[8] == '1' then s.o = ARGV[9] end
 redis.call('HSET', base, id, cjson.encode(s))
+redis.call('PUBLISH', ARGV[10], base)
 return {'ok'}
 """
 
-# KEYS: base. ARGV: id, now, confirmed (1/0). Returns 1, or 0 when missing.
+# KEYS: base. ARGV: id, now, confirmed (1/0), invalidation channel. Returns 1, or 0 when missing.
 _CONFIRM = r"""
 local base, id = KEYS[1], ARGV[1]
 local s = rec(base, id)
 if not s or not live(s, tonumber(ARGV[2])) then return 0 end
 s.f = ARGV[3]
 redis.call('HSET', base, id, cjson.encode(s))
+redis.call('PUBLISH', ARGV[4], base)
 return 1
 """
 
-# KEYS: base. ARGV: id.
+# KEYS: base. ARGV: id, invalidation channel.
 _DELETE = r"""
 local s = rec(KEYS[1], ARGV[1])
-if s then forget(KEYS[1], ARGV[1], s) end
+if s then
+  forget(KEYS[1], ARGV[1], s)
+  redis.call('PUBLISH', ARGV[2], KEYS[1])
+end
 return 1
 """
 
@@ -196,6 +203,13 @@ class SubscriptionController(base.SubscriptionController):
         with self._backend.translated():
             return self._scripts[name](keys=[key], args=list(args))
 
+    def _write(self, name: str, key: str, args: Sequence[str]) -> Any:
+        """Run a script that changes the queue's subscriptions and publishes ``key`` when it does."""
+        try:
+            return self._run(name, key, [*args, self._backend.channel])
+        finally:
+            self._backend.cache.invalidate(key)  # also after a lost reply: the script may have run
+
     def create(
         self, project: str | None, queue: str, subscriber: str, ttl: int, options: Mapping[str, Any]
     ) -> str:
@@ -204,7 +218,7 @@ class SubscriptionController(base.SubscriptionController):
         now = float(self._clock())
         ttl = int(ttl)
         args = [subscriber, str(ttl), num(now), num(now + ttl), encoded, _stamp(now), secrets.token_hex(4)]
-        status, sid, *rest = self._run("create", self._key(project, queue), args)
+        status, sid, *rest = self._write("create", self._key(project, queue), args)
         if status == "exists":
             raise errors.SubscriptionAlreadyExists(sid=sid, confirmed=rest[0] == "1")
         return str(sid)
@@ -267,7 +281,7 @@ class SubscriptionController(base.SubscriptionController):
         else:
             args += ["1", str(int(ttl)), num(now + int(ttl))]
         args += [_flag(options is not None), encoded]
-        status, *rest = self._run("update", self._key(project, queue), args)
+        status, *rest = self._write("update", self._key(project, queue), args)
         if status == "missing":
             raise errors.SubscriptionDoesNotExist(sid=subscription_id)
         if status == "exists":
@@ -278,26 +292,42 @@ class SubscriptionController(base.SubscriptionController):
             raise errors.SubscriptionDoesNotExist(sid=subscription_id)
         now = float(self._clock())
         args = [subscription_id, num(now), _flag(confirmed)]
-        if not self._run("confirm", self._key(project, queue), args):
+        if not self._write("confirm", self._key(project, queue), args):
             raise errors.SubscriptionDoesNotExist(sid=subscription_id)
 
     def delete(self, project: str | None, queue: str, subscription_id: str) -> None:
         if not _is_subscription_id(subscription_id):
             return
-        self._run("delete", self._key(project, queue), [subscription_id])
+        self._write("delete", self._key(project, queue), [subscription_id])
 
     def delete_all(self, project: str | None, queue: str) -> None:
         key = self._key(project, queue)
-        with self._backend.translated():
-            # ``:last`` stays (gc drops it), so ids keep growing after a purge.
-            self._backend.client.unlink(key, key + ":ids", key + ":who", key + ":due")
+        try:
+            with self._backend.translated():
+                pipe = self._backend.client.pipeline(transaction=True)
+                # ``:last`` stays (gc drops it), so ids keep growing after a purge.
+                pipe.unlink(key, key + ":ids", key + ":who", key + ":due")
+                pipe.publish(self._backend.channel, key)
+                pipe.execute()
+        finally:
+            self._backend.cache.invalidate(key)
 
     def live(self, project: str | None, queue: str) -> list[base.Subscription]:
+        # PERF: the notifier asks this on every post, mostly of queues nobody subscribes to.
+        # The raw records are cached (an empty dict too) and decoded per call, so expiry and
+        # age follow this driver's clock without any invalidation.
+        key = self._key(project, queue)
+        records = self._backend.cache.get(key, lambda: self._read_records(key))
+        if not records:
+            return []
         now = float(self._clock())
-        with self._backend.translated():
-            records = self._backend.client.hgetall(self._key(project, queue))
         found = (_decode(queue, sid, raw, now) for sid, raw in sorted(records.items()))
         return [item for item in found if item is not None]
+
+    def _read_records(self, key: str) -> dict[str, str]:
+        with self._backend.translated():
+            records: dict[str, str] = self._backend.client.hgetall(key)
+        return records
 
     def gc(self) -> int:
         """Remove expired subscriptions of every queue; return how many went."""

@@ -18,7 +18,8 @@ import time
 import sqlalchemy as sa
 
 from zaqar.storage import base, errors
-from zaqar.storage.sql import migrations
+from zaqar.storage.cache import Cache, Uncached
+from zaqar.storage.sql import invalidation, migrations
 from zaqar.storage.sql.claims import ClaimController
 from zaqar.storage.sql.database import Database, create_engine, is_unreachable
 from zaqar.storage.sql.messages import MessageController
@@ -76,10 +77,16 @@ class DataDriver(base.DataDriver):
             # Like a Redis store, start anyway: requests get 503 until the
             # server answers, and the first one that reaches it migrates.
             log.warning("message store database unreachable at start-up (%s); will retry on use", exc)
-        self._queues = QueueController(self._db, clock)
+        self._cache = invalidation.cache_for(engine)
+        self._queues = QueueController(self._db, clock, self._cache)
         self._messages = MessageController(self._db, clock)
         self._claims = ClaimController(self._db, clock)
-        self._subscriptions = SubscriptionController(self._db, clock)
+        self._subscriptions = SubscriptionController(self._db, clock, self._cache)
+
+    @property
+    def cache(self) -> Cache | Uncached:
+        """Queue metadata and live subscriptions read once per change (PostgreSQL; see ``invalidation``)."""
+        return self._cache
 
     @property
     def queues(self) -> QueueController:
@@ -119,4 +126,5 @@ class DataDriver(base.DataDriver):
         return removed
 
     def close(self) -> None:
+        self._cache.close()
         self._db.close()

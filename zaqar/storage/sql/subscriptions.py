@@ -29,8 +29,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from zaqar.storage import base, errors
+from zaqar.storage.cache import Cache, Uncached
 from zaqar.storage.projects import project_key
-from zaqar.storage.sql.database import Database
+from zaqar.storage.sql import invalidation
+from zaqar.storage.sql.database import Database, Work
 from zaqar.storage.sql.tables import subscriptions
 
 s = subscriptions.c
@@ -40,6 +42,8 @@ _MAX_STAMP = 16**16 - 1
 
 # The columns ``_from_row`` expects, in order.
 _COLUMNS = (s.id, s.queue, s.subscriber, s.ttl, s.updated, s.options, s.confirmed)
+# What ``live`` keeps in the cache per subscription: ``_COLUMNS`` and the expiry.
+_CACHED_COLUMNS = (*_COLUMNS, s.expires)
 
 
 def is_subscription_id(value: object) -> bool:
@@ -104,11 +108,31 @@ def _clear_expired_holder(conn: sa.Connection, pk: str, queue: str, digest: str,
 
 
 class SubscriptionController(base.SubscriptionController):
-    def __init__(self, db: Database, clock: base.Clock) -> None:
+    def __init__(self, db: Database, clock: base.Clock, cache: Cache | Uncached | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._cache = cache if cache is not None else Uncached()
         self._id_lock = threading.Lock()
         self._last_stamp = -1
+
+    def _write(self, pk: str, queue: str, work: Work[Any]) -> Any:
+        """Run ``work`` as a write that changes the queue's subscriptions.
+
+        Every process's cached ``live`` is invalidated: over NOTIFY when the transaction
+        commits, and in this process right away, also when the write failed (it may have
+        committed).
+        """
+        key = invalidation.subscriptions_key(pk, queue)
+
+        def notified(conn: sa.Connection) -> Any:
+            result = work(conn)
+            invalidation.notify(conn, key)
+            return result
+
+        try:
+            return self._db.write(notified)
+        finally:
+            self._cache.invalidate(key)
 
     def _new_id(self, now: float) -> str:
         with self._id_lock:
@@ -152,7 +176,8 @@ class SubscriptionController(base.SubscriptionController):
                 raise
             return sid
 
-        return self._db.write(work)
+        sid: str = self._write(pk, queue, work)
+        return sid
 
     def get(self, project: str | None, queue: str, subscription_id: str) -> base.Subscription:
         if not is_subscription_id(subscription_id):
@@ -178,7 +203,21 @@ class SubscriptionController(base.SubscriptionController):
         return self._select(project_key(project), queue, marker, limit)
 
     def live(self, project: str | None, queue: str) -> list[base.Subscription]:
-        return self._select(project_key(project), queue, None, None)
+        # PERF: the notifier asks this on every post, mostly of queues nobody subscribes to.
+        # Cached on PostgreSQL as raw rows with their expiry (an empty list too), filtered
+        # and aged by this driver's clock on every call, so expiry needs no invalidation.
+        pk = project_key(project)
+        rows = self._cache.get(invalidation.subscriptions_key(pk, queue), lambda: self._read_rows(pk, queue))
+        if not rows:
+            return []
+        now = self._clock()
+        return [_from_row(row[:-1], now) for row in rows if row[-1] > now]
+
+    def _read_rows(self, pk: str, queue: str) -> list[tuple[Any, ...]]:
+        """Every subscription of the queue, expired ones too, as ``_CACHED_COLUMNS`` tuples."""
+        stmt = sa.select(*_CACHED_COLUMNS).where(*_of_queue(pk, queue)).order_by(s.id)
+        rows: list[tuple[Any, ...]] = self._db.read(lambda conn: [tuple(r) for r in conn.execute(stmt)])
+        return rows
 
     def _select(self, pk: str, queue: str, marker: str | None, limit: int | None) -> list[base.Subscription]:
         def work(conn: sa.Connection) -> list[base.Subscription]:
@@ -238,7 +277,7 @@ class SubscriptionController(base.SubscriptionController):
                     raise taken from None
                 raise
 
-        self._db.write(work)
+        self._write(pk, queue, work)
 
     def confirm(self, project: str | None, queue: str, subscription_id: str, confirmed: bool) -> None:
         if not is_subscription_id(subscription_id):
@@ -255,16 +294,17 @@ class SubscriptionController(base.SubscriptionController):
             # CLIENT_FOUND_ROWS), so confirming twice still counts as found.
             return int(conn.execute(stmt).rowcount)
 
-        if self._db.write(work) == 0:
+        if self._write(pk, queue, work) == 0:
             raise errors.SubscriptionDoesNotExist(sid=subscription_id)
 
     def delete(self, project: str | None, queue: str, subscription_id: str) -> None:
         if not is_subscription_id(subscription_id):
             return
-        key = (*_of_queue(project_key(project), queue), s.id == subscription_id)
-        stmt = sa.delete(subscriptions).where(*key)
-        self._db.write(lambda conn: conn.execute(stmt))
+        pk = project_key(project)
+        stmt = sa.delete(subscriptions).where(*_of_queue(pk, queue), s.id == subscription_id)
+        self._write(pk, queue, lambda conn: conn.execute(stmt))
 
     def delete_all(self, project: str | None, queue: str) -> None:
-        stmt = sa.delete(subscriptions).where(*_of_queue(project_key(project), queue))
-        self._db.write(lambda conn: conn.execute(stmt))
+        pk = project_key(project)
+        stmt = sa.delete(subscriptions).where(*_of_queue(pk, queue))
+        self._write(pk, queue, lambda conn: conn.execute(stmt))
