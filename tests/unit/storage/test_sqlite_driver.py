@@ -15,7 +15,8 @@ from zaqar.storage import errors
 from zaqar.storage.base import MessageDraft
 from zaqar.storage.sqlite import DataDriver
 from zaqar.storage.sqlite import messages as sqlite_messages
-from zaqar.storage.sqlite.driver import parse_uri
+from zaqar.storage.sqlite.common import Database
+from zaqar.storage.sqlite.driver import consume_level, parse_uri
 
 
 def _uri(path: Path, query: str = "") -> str:
@@ -230,3 +231,29 @@ def test_a_post_that_finds_no_free_id_stores_nothing(
     with pytest.raises(errors.MessageConflict):
         store.messages.post("p", "q", _drafts(2), None)
     assert [m.id for m in store.messages.list("p", "q", limit=10, echo=True)] == [taken]
+
+
+@pytest.mark.parametrize("uri, level", [
+    ("sqlite:////tmp/z.db", "NORMAL"),
+    ("sqlite:////tmp/z.db?consume_synchronous=full", "FULL"),
+    ("sqlite:////tmp/z.db?synchronous=full&consume_synchronous=NORMAL", "NORMAL"),
+])
+def test_consume_synchronous_is_read_from_the_uri(uri, level):
+    assert consume_level(uri) == level
+
+
+def test_an_unknown_consume_synchronous_level_is_refused():
+    with pytest.raises(errors.BackendUnavailable):
+        consume_level("sqlite:////tmp/z.db?consume_synchronous=off")
+
+
+def test_posts_commit_at_full_and_claims_and_deletes_at_the_consume_level(tmp_path):
+    db = Database(str(tmp_path / "levels.sqlite"), "FULL", "NORMAL")
+    try:
+        levels = []
+        for consume in (False, True, True, False):
+            with db.write(consume=consume) as conn:
+                levels.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        assert levels == [2, 1, 1, 2]  # SQLite: 2 = FULL, 1 = NORMAL
+    finally:
+        db.close()

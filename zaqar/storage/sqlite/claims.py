@@ -130,7 +130,7 @@ class ClaimController(base.ClaimController):
             return None, []
         now = self._clock()
         pk = project_key(project)
-        with self._db.write() as conn:
+        with self._db.write(consume=True) as conn:
             chosen = _select(conn, project, queue, limit, dead_letter, now)
             if not chosen:
                 return None, []
@@ -231,7 +231,7 @@ class ClaimController(base.ClaimController):
         now = self._clock()
         pk = project_key(project)
         claim_expires = now + ttl
-        with self._db.write() as conn:
+        with self._db.write(consume=True) as conn:
             live = self._live_claim(conn, pk, queue, claim_id, now) is not None
             if not live or not claim_is_live(conn, pk, queue, claim_id, now):
                 raise errors.ClaimDoesNotExist(cid=claim_id, queue=queue, project=project)
@@ -255,7 +255,7 @@ class ClaimController(base.ClaimController):
         if not is_claim_id(claim_id):
             return
         pk = project_key(project)
-        with self._db.write() as conn:
+        with self._db.write(consume=True) as conn:
             # Also frees messages of an expired claim: a release is explicit, so
             # the old claim id must stop working for message deletes as well.
             conn.execute(

@@ -31,10 +31,11 @@ def unavailable(exc: BaseException) -> errors.BackendUnavailable:
 class _Holder:
     """Lives in a thread's local storage; its collection closes the thread's connection."""
 
-    __slots__ = ("conn", "__weakref__")
+    __slots__ = ("conn", "level", "__weakref__")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, level: str) -> None:
         self.conn = conn
+        self.level = level  # the connection's PRAGMA synchronous now
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:
@@ -53,9 +54,10 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
 class Database:
     """One database file opened once per thread, with tracked connections."""
 
-    def __init__(self, path: str, synchronous: str) -> None:
+    def __init__(self, path: str, synchronous: str, consume_synchronous: str | None = None) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.consume_synchronous = consume_synchronous or synchronous
         self._local = threading.local()
         self._lock = threading.Lock()
         # One finalizer per opened connection; calling it closes the connection.
@@ -95,7 +97,7 @@ class Database:
                 conn = self._open()
             except sqlite3.Error as exc:
                 raise unavailable(exc) from exc
-            holder = _Holder(conn)
+            holder = _Holder(conn, self.synchronous)
             self._finalizers = [fin for fin in self._finalizers if fin.alive]
             self._finalizers.append(weakref.finalize(holder, _close_quietly, conn))
         self._local.holder = holder
@@ -115,10 +117,28 @@ class Database:
             fin()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A read-modify-write transaction holding the write lock from its first statement."""
+    def write(self, *, consume: bool = False) -> Iterator[sqlite3.Connection]:
+        """A read-modify-write transaction holding the write lock from its first statement.
+
+        ``consume``: a claim or delete, committed at ``consume_synchronous``.
+        Losing one to a power failure only makes messages deliverable again,
+        which at-least-once delivery already allows; a post never is.
+        """
+        if self.consume_synchronous != self.synchronous:
+            self._set_level(self.consume_synchronous if consume else self.synchronous)
         with self._transaction("BEGIN IMMEDIATE") as conn:
             yield conn
+
+    def _set_level(self, level: str) -> None:
+        """Switch this thread's connection to ``level`` (outside a transaction), if it is not there."""
+        conn = self.connection()
+        holder: _Holder = self._local.holder
+        if holder.level != level:
+            try:
+                conn.execute(f"PRAGMA synchronous = {level}")
+            except sqlite3.Error as exc:
+                raise unavailable(exc) from exc
+            holder.level = level
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

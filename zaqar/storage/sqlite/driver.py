@@ -1,6 +1,6 @@
 """The embedded SQLite message store: one database file, no server to run.
 
-URI: ``sqlite:///<absolute path>[?synchronous=full|normal]``, e.g.
+URI: ``sqlite:///<absolute path>[?synchronous=full|normal][&consume_synchronous=normal|full]``, e.g.
 ``sqlite:////var/lib/zaqar/zaqar.sqlite``. Parent directories are created.
 """
 
@@ -28,6 +28,13 @@ _SCHEME = "sqlite://"
 # transactions can be lost on power loss. Several times faster on slow disks.
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
+# consume_synchronous=normal (default): claims and deletes commit without an fsync of
+# their own (the next post's fsync covers them). They survive a crash of the process;
+# a power loss may undo the last ones, which only makes those messages deliverable
+# again: at-least-once delivery already allows that, and no acknowledged post is lost.
+# PERF: saves ~70 µs of CPU per delete and ~100 µs per claim (benchmarks/hotpath_bench.py,
+# sqlite against sqlite-normal). consume_synchronous=full fsyncs them too.
+
 # gc() deletes in batches so it never holds the write lock long enough to
 # stall posters and claimers behind a large backlog of expired messages.
 _GC_BATCH = 1000
@@ -54,6 +61,16 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return path, _SYNCHRONOUS[level]
 
 
+def consume_level(uri: str) -> str:
+    """The ``synchronous`` level of claims and deletes (``consume_synchronous``, default normal)."""
+    query = uri.partition("?")[2]
+    level = urllib.parse.parse_qs(query).get("consume_synchronous", ["normal"])[-1].lower()
+    if level not in _SYNCHRONOUS:
+        raise errors.BackendUnavailable(
+            reason=f"consume_synchronous must be 'full' or 'normal', not {level!r}")
+    return _SYNCHRONOUS[level]
+
+
 class DataDriver(base.DataDriver):
     """Message store in one SQLite file; safe to share between threads and processes."""
 
@@ -64,7 +81,7 @@ class DataDriver(base.DataDriver):
     def __init__(self, uri: str, *, clock: base.Clock = time.time) -> None:
         path, synchronous = parse_uri(uri)
         self._clock = clock
-        self._db = Database(path, synchronous)
+        self._db = Database(path, synchronous, consume_level(uri))
         self._prepare(path)
         self._queues = QueueController(self._db, clock)
         self._messages = MessageController(self._db, clock)
@@ -113,7 +130,7 @@ class DataDriver(base.DataDriver):
         now = self._clock()
         removed = 0
         while True:
-            with self._db.write() as conn:
+            with self._db.write(consume=True) as conn:
                 batch = conn.execute(
                     "DELETE FROM messages WHERE rowid IN"
                     " (SELECT rowid FROM messages WHERE expires <= ? LIMIT ?)",

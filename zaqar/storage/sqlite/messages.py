@@ -280,7 +280,7 @@ class MessageController(base.MessageController):
             raise errors.ClaimNotLive(mid=message_id, cid=claim_id)
         now = self._clock()
         pk = project_key(project)
-        with self._db.write() as conn:
+        with self._db.write(consume=True) as conn:
             row = conn.execute(
                 "SELECT rowid, claim_id, claim_expires FROM messages"
                 " WHERE project = ? AND queue = ? AND id = ? AND expires > ?",
@@ -311,7 +311,7 @@ class MessageController(base.MessageController):
         now = self._clock()
         pk = project_key(project)
         wanted = [mid for mid in dict.fromkeys(ids) if isinstance(mid, str)]
-        with self._db.write() as conn:
+        with self._db.write(consume=True) as conn:
             for cid in dict.fromkeys(claim_ids or ()):
                 if not self._holds_any(conn, pk, queue, cid, wanted, now):
                     raise errors.ClaimDoesNotExist(cid=cid, queue=queue, project=project)
@@ -343,7 +343,7 @@ class MessageController(base.MessageController):
         if limit <= 0:
             return []
         now = self._clock()
-        with self._db.write() as conn:
+        with self._db.write(consume=True) as conn:
             rows = conn.execute(
                 f"SELECT rowid, {MESSAGE_COLUMNS} FROM messages WHERE project = ? AND queue = ?"
                 f" AND expires > ? AND {_NOT_LIVE_CLAIMED} ORDER BY seq LIMIT ?",
