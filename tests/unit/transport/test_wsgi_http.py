@@ -136,3 +136,13 @@ def test_requests_are_logged_only_at_debug(api, caplog, level, logged):
         assert client.simulate_put("/v2/queues/logged", headers=H).status_code == 201
     lines = [r.getMessage() for r in caplog.records if r.name == "zaqar.transport.wsgi"]
     assert any(line.startswith("PUT /v2/queues/logged 201") for line in lines) is logged
+
+
+def test_request_ids_are_version_4_uuids():
+    from zaqar.transport.wsgi.app import request_id
+
+    ids = [request_id() for _ in range(200)]
+    assert len(set(ids)) == 200
+    for rid in ids:
+        parsed = uuid.UUID(rid.removeprefix("req-"))
+        assert (parsed.version, parsed.variant, f"req-{parsed}") == (4, uuid.RFC_4122, rid)

@@ -116,7 +116,10 @@ class HttpChannel(Channel):
             self.request_started = None
             self.write(self.server.respond(request, self.address))
             if not request.keep_alive:
-                self.finish()
+                if request.body is None or parser.started:
+                    self.finish()  # input left unread: drain it, or the reset may eat our answer
+                else:
+                    self.close_soon()  # PERF: all read, so close once sent, without the lingering drain
                 return
 
     def timed_out(self, now: float) -> None:
