@@ -10,6 +10,11 @@ calls, whatever the transport: ``post() -> status`` (``batch`` messages),
 ``claim() -> (status, delete tokens)``, ``delete(token) -> status``,
 ``stats() -> status`` (``queue_get_stats``) and ``queue_list() -> status``
 (``queue_list``, one page of ``LIST_LIMIT``).
+
+``WsConn(deflate=True)`` offers permessage-deflate (RFC 7692) as browsers do
+(``client_max_window_bits``, context takeover both ways) and, once the server
+accepts, compresses every message it sends and inflates every compressed one
+it reads, with zlib: the byte counts are then what a browser would move.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
+import zlib
 from typing import Any
 
 import msgpack
@@ -29,6 +36,8 @@ from benchmarks.http_bench import PROJECT, TTL, Conn, Target, build_request
 CLAIM_LIMIT = 10
 LIST_LIMIT = 10
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+DEFLATE_OFFER = b"permessage-deflate; client_max_window_bits"  # what Chrome and Firefox send
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
 def message(thread: int) -> dict[str, Any]:
@@ -130,17 +139,21 @@ def ws_mask(key: bytes, data: bytes) -> bytes:
 
 
 class WsConn:
-    """A minimal RFC 6455 client: handshake, masked single frames out, unfragmented frames in."""
+    """A minimal RFC 6455 client: handshake, masked single frames out, unfragmented frames in.
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+    ``deflate``: offer permessage-deflate; ``compressed`` says whether the server accepted it.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0, *, deflate: bool = False) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sent = 0
         self.received = 0
         key = base64.b64encode(os.urandom(16))
+        offer = b"Sec-WebSocket-Extensions: " + DEFLATE_OFFER + b"\r\n" if deflate else b""
         self.sock.sendall(b"GET / HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n"
                           b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-                          b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          b"\r\nSec-WebSocket-Version: 13\r\n" + offer + b"\r\n")
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = self.sock.recv(4096)
@@ -151,12 +164,30 @@ class WsConn:
         expected = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
         if not head.startswith(b"HTTP/1.1 101 ") or b"Sec-WebSocket-Accept: " + expected not in head:
             raise WsError(f"handshake refused: {head!r}")
+        self._deflate_setup(head if deflate else b"")
+
+    def _deflate_setup(self, head: bytes) -> None:
+        """The codecs of what the server answered to our offer (none: no ``permessage-deflate``)."""
+        found = re.search(rb"(?im)^Sec-WebSocket-Extensions:\s*(.*?)\s*$", head)
+        params = [p.strip() for p in found[1].split(b";")] if found else []
+        self.compressed = bool(params) and params[0] == b"permessage-deflate"
+        values = dict(p.partition(b"=")[::2] for p in params[1:])
+        unknown = set(values) - {b"server_no_context_takeover", b"client_no_context_takeover",
+                                 b"server_max_window_bits", b"client_max_window_bits"}
+        if self.compressed and unknown:
+            raise WsError(f"server answered with unknown permessage-deflate parameters {unknown}")
+        self._client_bits = int(values.get(b"client_max_window_bits") or 15)
+        self._server_bits = int(values.get(b"server_max_window_bits") or 15)
+        self._reset_compressor = b"client_no_context_takeover" in values
+        self._reset_inflater = b"server_no_context_takeover" in values
+        self._compressor: Any = None
+        self._inflater: Any = None
 
     @staticmethod
-    def frame(payload: bytes, binary: bool, opcode: int = 0) -> bytes:
+    def frame(payload: bytes, binary: bool, opcode: int = 0, rsv1: bool = False) -> bytes:
         """A masked, final frame (text, binary, or ``opcode``); build once and send as often as needed."""
         n = len(payload)
-        first = bytes([0x80 | (opcode or (0x2 if binary else 0x1))])
+        first = bytes([0x80 | (0x40 if rsv1 else 0) | (opcode or (0x2 if binary else 0x1))])
         if n < 126:
             length = bytes([0x80 | n])
         elif n < 65536:
@@ -166,12 +197,31 @@ class WsConn:
         key = os.urandom(4)
         return first + length + key + ws_mask(key, payload)
 
+    def data_frame(self, payload: bytes, binary: bool) -> bytes:
+        """The frame of one message: compressed when deflate was agreed (then good for one send only)."""
+        if not self.compressed:
+            return self.frame(payload, binary)
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self._client_bits)
+        data = self._compressor.compress(payload) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        if self._reset_compressor:
+            self._compressor = None
+        return self.frame(data[:-4] if data.endswith(DEFLATE_TAIL) else data, binary, rsv1=True)
+
+    def _inflate(self, payload: bytes) -> bytes:
+        if self._inflater is None:
+            self._inflater = zlib.decompressobj(-self._server_bits)
+        data: bytes = self._inflater.decompress(payload + DEFLATE_TAIL)
+        if self._reset_inflater:
+            self._inflater = None
+        return data
+
     def send(self, frame: bytes) -> None:
         self.sock.sendall(frame)
         self.sent += len(frame)
 
     def read(self) -> tuple[int, bytes]:
-        """(opcode, payload) of the next frame."""
+        """(opcode, payload) of the next frame, inflated when it came compressed."""
         buf = self.buf
         while True:
             if len(buf) >= 2:
@@ -186,8 +236,11 @@ class WsConn:
                     if len(buf) >= pos + size:
                         if not buf[0] & 0x80:
                             raise WsError("server sent a fragmented message")
+                        if buf[0] & 0x40 and not self.compressed:
+                            raise WsError("server set RSV1 without permessage-deflate")
                         self.buf = buf[pos + size:]
-                        return buf[0] & 0x0F, buf[pos:pos + size]
+                        payload = buf[pos:pos + size]
+                        return buf[0] & 0x0F, self._inflate(payload) if buf[0] & 0x40 else payload
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise WsError("connection closed by the server")
@@ -213,11 +266,18 @@ class WsConn:
 
 
 class WsClient:
-    """``binary``: MessagePack in binary frames; otherwise JSON in text frames."""
+    """``binary``: MessagePack in binary frames; otherwise JSON in text frames.
+
+    ``deflate``: negotiate permessage-deflate. Requests are then compressed as
+    they are sent (the compressor's window moves on with every message), where
+    plain frames are built once.
+    """
 
     def __init__(self, target: Target, ws_port: int, queue: str, client_id: str, thread: int,
-                 binary: bool, *, batch: int = 1, project: str = PROJECT) -> None:
-        self.ws = WsConn(target.host, ws_port)
+                 binary: bool, *, batch: int = 1, project: str = PROJECT, deflate: bool = False) -> None:
+        self.ws = WsConn(target.host, ws_port, deflate=deflate)
+        if deflate and not self.ws.compressed:
+            raise WsError("the server did not accept permessage-deflate")
         self.binary, self.batch = binary, batch
         self.headers = {"Client-ID": client_id, "X-Project-ID": project}
         self.queue = queue
@@ -233,8 +293,9 @@ class WsClient:
         return msgpack.packb(doc, use_bin_type=True) if self.binary else json.dumps(doc).encode()
 
     def _frame(self, action: str, body: dict[str, Any]) -> bytes:
-        return WsConn.frame(self._encode({"action": action, "headers": self.headers, "body": body}),
-                            self.binary)
+        """What ``_call`` sends: the frame itself (plain), or the payload to compress (deflate)."""
+        payload = self._encode({"action": action, "headers": self.headers, "body": body})
+        return payload if self.ws.compressed else WsConn.frame(payload, self.binary)
 
     @property
     def sent(self) -> int:
@@ -245,7 +306,7 @@ class WsClient:
         return self.ws.received
 
     def _call(self, frame: bytes, action: str) -> tuple[int, Any]:
-        payload = self.ws.roundtrip(frame)
+        payload = self.ws.roundtrip(self.ws.data_frame(frame, self.binary) if self.ws.compressed else frame)
         doc = msgpack.unpackb(payload, raw=False) if self.binary else json.loads(payload)
         self.last_reply = doc
         echoed = doc.get("request", {}).get("action") if isinstance(doc, dict) else None

@@ -11,7 +11,8 @@ given by ``--url``/``--ws-url``/``--pid``. The two bare-framework ceilings of
 
 Scenarios (see benchmarks/README.md for the details): ``post1``, ``post10``
 and ``consume`` on the four transports of ``transport_bench`` and their
-ceilings; ``stats`` and ``list`` on HTTP keep-alive and both websocket
+ceilings, and on ``ws-json-deflate`` and ``ws-msgpack-deflate`` (permessage-deflate
+negotiated; no ceiling); ``stats`` and ``list`` on HTTP keep-alive and both websocket
 encodings and their ceilings; ``mixed`` (4 producers, 2 consumers and a stats
 reader on one queue) on the same three; ``latency`` (post-to-delivery at a
 fixed rate: websocket push subscribers in JSON and MessagePack, and a REST
@@ -46,6 +47,7 @@ from benchmarks.http_bench import Target
 from benchmarks.transport_bench import (
     CEILING,
     CONSUME,
+    DEFLATE_TRANSPORTS,
     MONITOR_INTERVAL,
     TRANSPORTS,
     Bench,
@@ -77,10 +79,11 @@ class Throughput:
     ceilings: bool = True
 
 
+WITH_DEFLATE = TRANSPORTS + DEFLATE_TRANSPORTS
 THROUGHPUT = (
-    Throughput(Scenario("post1", (step_post,)), TRANSPORTS),
-    Throughput(Scenario("post10", (step_post,), batch=10), TRANSPORTS),
-    Throughput(Scenario(CONSUME.name, CONSUME.steps, prepare=CONSUME.prepare), TRANSPORTS),
+    Throughput(Scenario("post1", (step_post,)), WITH_DEFLATE),
+    Throughput(Scenario("post10", (step_post,), batch=10), WITH_DEFLATE),
+    Throughput(Scenario(CONSUME.name, CONSUME.steps, prepare=CONSUME.prepare), WITH_DEFLATE),
     Throughput(Scenario("stats", (step_stats,), prepare="backlog"), PERSISTENT),
     Throughput(Scenario("list", (step_list,), prepare="queues"), PERSISTENT),
     Throughput(Scenario("mixed", MIX, prepare="backlog", threads=len(MIX), shared=True), PERSISTENT,
@@ -96,7 +99,8 @@ def expected_rows(only: Sequence[str] = SCENARIOS, ceilings: bool = True) -> lis
     rows = []
     for t in THROUGHPUT:
         if t.scenario.name in only:
-            bare = tuple(CEILING + x for x in t.transports) if t.ceilings and ceilings else ()
+            with_ceiling = [x for x in t.transports if x in TRANSPORTS] if t.ceilings and ceilings else []
+            bare = tuple(CEILING + x for x in with_ceiling)
             rows += [(t.scenario.name, x) for x in t.transports + bare]
     if "latency" in only:
         rows += [("latency", x) for x in LATENCY]
@@ -164,7 +168,8 @@ def run_store(store: str, args: argparse.Namespace, ceilings: dict[str, Endpoint
     rows = {key: report.Row(*key) for key in expected_rows(args.only, args.ceilings)}
     idle = None
     with zaqar_under_test(store, args, notes) as zq:
-        endpoints = zaqar_endpoints(Target("127.0.0.1", zq.port, zq.pid), zq.websocket_port, zq.store_pids)
+        endpoints = zaqar_endpoints(Target("127.0.0.1", zq.port, zq.pid), zq.websocket_port, zq.store_pids,
+                                    deflate=True)
         bench = Bench({**endpoints, **ceilings}, args.concurrency, args.seconds)
 
         def latency(name: str) -> report.Sample:
@@ -211,6 +216,7 @@ def print_store(rep: dict[str, Any], args: argparse.Namespace, out: Callable[[st
     if rep["idle"] is not None:
         out(_idle_line(rep["idle"]))
     report.print_ceiling_ratios(rows, out)
+    report.print_deflate_ratios(rows, out)
     report.print_targets(rep["targets"], args.rounds, out)
     for note in rep["notes"]:
         out(note if note.startswith("FAILED") else f"cleanup: {note}")

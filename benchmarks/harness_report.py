@@ -145,6 +145,31 @@ def print_ceiling_ratios(rows: Sequence[Row], out: Callable[[str], None] = print
             f"msgs/s {fmt(rate, '.2f'):>5}x")
 
 
+def print_deflate_ratios(rows: Sequence[Row], out: Callable[[str], None] = print) -> None:
+    """What permessage-deflate costs and saves: each ``*-deflate`` target against its plain twin.
+
+    Ratios are per round (the two ran seconds apart, under the same noise), so
+    the server CPU ratio is the one to trust for deflate's cost per message.
+    """
+    by = {(r.scenario, r.target): r for r in rows}
+    pairs = [(r, by[r.scenario, r.target.removesuffix(transport_bench.DEFLATE)]) for r in rows
+             if r.target.endswith(transport_bench.DEFLATE)
+             and (r.scenario, r.target.removesuffix(transport_bench.DEFLATE)) in by]
+    if not pairs:
+        return
+    out("")
+    out("permessage-deflate / plain, median of per-round ratios: server CPU per message (and the difference "
+        "of the medians) | wire bytes per message | msgs/s")
+    for deflated, plain in pairs:
+        cpu = round_ratio(deflated, plain, lambda s: s.server_ms)
+        a, b = deflated.median("server_ms"), plain.median("server_ms")
+        extra = "n/a" if a is None or b is None else f"{(a - b) * 1000:+.0f} us"
+        wire = round_ratio(deflated, plain, _wire)
+        rate = round_ratio(deflated, plain, lambda s: s.msg_per_s)
+        out(f"  {deflated.scenario:<8} {deflated.target:<19} CPU/msg {fmt(cpu, '.2f'):>6}x {extra:>8} | "
+            f"bytes {fmt(wire, '.2f'):>5}x | msgs/s {fmt(rate, '.2f'):>5}x")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The targets of issue #9.
 
@@ -195,6 +220,8 @@ def goals(connections: int) -> list[Goal]:
              _ratio("post1", "ws-msgpack", "http-newconn", lambda s: s.server_ms)),
         Goal("post1 ws-msgpack / http-keepalive: bytes/msg", 0.6, "x",
              _ratio("post1", "ws-msgpack", "http-keepalive", _wire)),
+        Goal("post1 ws-msgpack-deflate / http-keepalive: bytes/msg", 0.6, "x",
+             _ratio("post1", "ws-msgpack-deflate", "http-keepalive", _wire)),
         Goal("latency ws-json-push at 100 msgs/s: p99 ms", 10.0, "ms",
              _median("latency", "ws-json-push", "p99_ms")),
         Goal("latency ws-msgpack-push at 100 msgs/s: p99 ms", 10.0, "ms",

@@ -27,10 +27,16 @@ and runs the same clients against them as four more targets
 measured from /proc the same way; below the table, zaqar / ceiling server CPU
 per message for each transport: how much of zaqar's cost is the framework.
 
+``--deflate`` adds ``ws-json-deflate`` and ``ws-msgpack-deflate``: the same
+websocket clients negotiating permessage-deflate (RFC 7692) as browsers do,
+context takeover both ways (no ceiling: the ws4py ceiling has no deflate).
+
 ``--connections N`` is a separate mode: open N websocket connections, report
 the handshake rate and the server's RSS, thread and fd growth per connection,
 then send one request on every connection at once and time until all N
-replies are in (a write burst and a read burst), then close them all.
+replies are in (a write burst and a read burst), then close them all. With
+``--deflate`` every connection negotiates permessage-deflate and the bursts
+go compressed, so the RSS after them shows what deflate state costs.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ from benchmarks.common import Probe, Recorder, fmt, log, percentile, ratio, roun
 from benchmarks.http_bench import PROJECT, Target, fill
 
 TRANSPORTS = ("http-keepalive", "http-newconn", "ws-json", "ws-msgpack")
+DEFLATE = "-deflate"  # suffix of a websocket transport negotiating permessage-deflate
+DEFLATE_TRANSPORTS = ("ws-json" + DEFLATE, "ws-msgpack" + DEFLATE)
 CEILING = "ceiling-"  # prefix of the bare-framework targets (benchmarks/ceilings.py)
 CEILINGS = tuple(CEILING + t for t in TRANSPORTS)
 BACKLOG = 100  # messages on a queue before a "backlog" scenario starts (stats reads, the mixed workload)
@@ -259,8 +267,9 @@ class Bench:
             return HttpClient(endpoint.target, queue, client_id, thread, kind == "http-newconn", batch=batch,
                               project=project)
         assert endpoint.ws_port is not None
-        return WsClient(endpoint.target, endpoint.ws_port, queue, client_id, thread, kind == "ws-msgpack",
-                        batch=batch, project=project)
+        return WsClient(endpoint.target, endpoint.ws_port, queue, client_id, thread,
+                        kind.startswith("ws-msgpack"), batch=batch, project=project,
+                        deflate=kind.endswith(DEFLATE))
 
     def _prepare(self, scenario: Scenario, transport: str, queue: str, client_id: str) -> str:
         """Untimed: the messages or queues ``scenario`` needs on ``queue``; returns the project to use."""
@@ -379,9 +388,11 @@ def pool_rounds(rounds: Sequence[Result]) -> Result:
 
 
 def run_order(transports: Sequence[str]) -> tuple[str, ...]:
-    """Each ceiling right after its zaqar transport, so a pair's runs are seconds apart."""
-    paired = [x for t in transports if not t.startswith(CEILING) for x in (t, CEILING + t) if x in transports]
-    return tuple(paired + [t for t in transports if t not in paired])
+    """Each ceiling and deflate twin right after its zaqar transport, so a group's runs are seconds apart
+    (their ratios are taken round by round)."""
+    bases = [t for t in transports if not t.startswith(CEILING) and not t.endswith(DEFLATE)]
+    grouped = [x for t in bases for x in (t, CEILING + t, t + DEFLATE) if x in transports]
+    return tuple(grouped + [t for t in transports if t not in grouped])
 
 
 def round_order(transports: Sequence[str], rnd: int, rounds: int) -> tuple[str, ...]:
@@ -433,6 +444,9 @@ def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) 
         ("ws-msgpack / http-keepalive", "ws-msgpack", "http-keepalive"),
         ("ws-msgpack / http-newconn", "ws-msgpack", "http-newconn"),
         ("ws-msgpack / ws-json", "ws-msgpack", "ws-json"),
+        ("ws-json-deflate / ws-json", "ws-json-deflate", "ws-json"),
+        ("ws-msgpack-deflate / ws-msgpack", "ws-msgpack-deflate", "ws-msgpack"),
+        ("ws-msgpack-deflate / http-keepalive", "ws-msgpack-deflate", "http-keepalive"),
         ("http-newconn / http-keepalive", "http-newconn", "http-keepalive"),
     ]
     several = any(len(r.per_round_ms_per_msg) > 1 for r in results)
@@ -449,7 +463,7 @@ def print_ratios(results: Sequence[Result], out: Callable[[str], None] = print) 
                 cpu += " " + round_ratios(ra.per_round_ms_per_msg, rb.per_round_ms_per_msg)
             wire_a = (ra.bytes_sent + ra.bytes_received) / ra.messages if ra.messages else None
             wire_b = (rb.bytes_sent + rb.bytes_received) / rb.messages if rb.messages else None
-            out(f"  {scenario:<8} {label:<30} CPU/msg {cpu:<24} "
+            out(f"  {scenario:<8} {label:<36} CPU/msg {cpu:<24} "
                 f"| msgs/s {ratio(ra.msg_per_s, rb.msg_per_s):>6} | bytes {ratio(wire_a, wire_b):>6}")
     print_ceiling_ratios(results, out)
     if several:
@@ -496,7 +510,8 @@ def raise_fd_limit(needed: int) -> None:
             raise SystemExit(f"need {needed} file descriptors, the hard limit is {hard}")
 
 
-def open_many(host: str, port: int, count: int, threads: int) -> tuple[list[WsConn], float, list[float]]:
+def open_many(host: str, port: int, count: int, threads: int,
+              deflate: bool = False) -> tuple[list[WsConn], float, list[float]]:
     """``count`` websocket connections opened by ``threads`` threads: (connections, seconds, latencies)."""
     conns: list[WsConn] = []
     latencies: list[float] = []
@@ -509,7 +524,7 @@ def open_many(host: str, port: int, count: int, threads: int) -> tuple[list[WsCo
         try:
             for _ in range(n):
                 started = time.perf_counter()
-                mine.append(WsConn(host, port))
+                mine.append(WsConn(host, port, deflate=deflate))
                 lats.append(time.perf_counter() - started)
         except BaseException as exc:
             failures.append(exc)
@@ -589,7 +604,7 @@ def connections_mode(args: argparse.Namespace, log: Callable[[str], None]) -> di
         f"websocket ws://127.0.0.1:{server.websocket_port}/")
     try:
         report = measure_connections("127.0.0.1", server.websocket_port, server.pid, args.connections,
-                                     args.concurrency, 2 * args.server_threads, log)
+                                     args.concurrency, 2 * args.server_threads, log, deflate=args.deflate)
     finally:
         server.stop()
     report["server_threads"] = args.server_threads
@@ -598,13 +613,14 @@ def connections_mode(args: argparse.Namespace, log: Callable[[str], None]) -> di
 
 
 def measure_connections(host: str, port: int, pid: int, count: int, opener_threads: int, warm: int,
-                        log: Callable[[str], None]) -> dict[str, Any]:
+                        log: Callable[[str], None], deflate: bool = False) -> dict[str, Any]:
     """Open ``count`` websocket connections to the server ``pid`` listening on ``port``, then burst.
 
     Before the baseline, ``warm`` connections each post once and close, so the server has created
     its handshake and worker threads. The report holds the server's RSS, threads and fds before,
     with all open (idle), after one message_post and one message_list on every connection at once,
-    and after closing; the handshake rate and each burst's timing and server CPU.
+    and after closing; the handshake rate and each burst's timing and server CPU. ``deflate``: every
+    connection negotiates permessage-deflate (the server's codecs exist once the bursts ran).
     """
     queue = f"tb-{uuid.uuid4().hex[:8]}-burst"
     headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
@@ -612,21 +628,23 @@ def measure_connections(host: str, port: int, pid: int, count: int, opener_threa
                        "body": {"queue_name": queue, "messages": [message(0)]}}).encode()
     listing = json.dumps({"action": "message_list", "headers": headers,
                           "body": {"queue_name": queue, "limit": 10, "echo": True}}).encode()
-    warming, _, _ = open_many(host, port, warm, opener_threads)
-    burst(warming, [WsConn.frame(post, False) for _ in warming], "message_post", pid)
+    warming, _, _ = open_many(host, port, warm, opener_threads, deflate)
+    burst(warming, [c.data_frame(post, False) for c in warming], "message_post", pid)
     for c in warming:
         c.close()
     time.sleep(1.0)
     before, fds_before, cpu0 = servers.proc_status(pid), servers.open_fds(pid), servers.cpu_seconds(pid)
     log(f"opening {count} websocket connections with {opener_threads} threads")
-    conns, opening_s, handshake_lat = open_many(host, port, count, opener_threads)
+    conns, opening_s, handshake_lat = open_many(host, port, count, opener_threads, deflate)
+    if deflate and not all(c.compressed for c in conns):
+        raise RuntimeError("the server did not accept permessage-deflate")
     handshake_cpu = servers.cpu_seconds(pid) - cpu0
     time.sleep(1.0)  # the last handshakes are registered with the I/O loop
     opened, fds_open = servers.proc_status(pid), servers.open_fds(pid)
     log(f"one message_post on each of the {count} connections at once")
-    posts = burst(conns, [WsConn.frame(post, False) for _ in conns], "message_post", pid)
+    posts = burst(conns, [c.data_frame(post, False) for c in conns], "message_post", pid)
     log(f"one message_list on each of the {count} connections at once")
-    lists = burst(conns, [WsConn.frame(listing, False) for _ in conns], "message_list", pid)
+    lists = burst(conns, [c.data_frame(listing, False) for c in conns], "message_list", pid)
     after_bursts = servers.proc_status(pid)
     started = time.perf_counter()
     for c in conns:
@@ -635,7 +653,7 @@ def measure_connections(host: str, port: int, pid: int, count: int, opener_threa
     time.sleep(1.5)  # the I/O loop drops them
     closed, fds_closed = servers.proc_status(pid), servers.open_fds(pid)
     return {
-        "connections": count, "opener_threads": opener_threads,
+        "connections": count, "opener_threads": opener_threads, "deflate": deflate,
         "open_seconds": opening_s, "handshakes_per_s": count / opening_s,
         "handshake_p50_ms": percentile(handshake_lat, 0.5) * 1000,
         "handshake_p99_ms": percentile(handshake_lat, 0.99) * 1000,
@@ -655,7 +673,8 @@ def measure_connections(host: str, port: int, pid: int, count: int, opener_threa
 def print_connections(rep: dict[str, Any], out: Callable[[str], None] = print) -> None:
     n = rep["connections"]
     rss, threads, fds = rep["rss_kb"], rep["threads"], rep["fds"]
-    out(f"\n{n} websocket connections to one zaqar-server ({rep['server_threads']} workers); "
+    deflate = ", permessage-deflate negotiated on each" if rep.get("deflate") else ""
+    out(f"\n{n} websocket connections to one zaqar-server ({rep['server_threads']} workers){deflate}; "
         f"opened by {rep['opener_threads']} client threads")
     out(f"  handshakes       {rep['handshakes_per_s']:.0f} connections/s "
         f"({n} in {rep['open_seconds']:.2f} s); "
@@ -684,10 +703,12 @@ def print_connections(rep: dict[str, Any], out: Callable[[str], None] = print) -
 # Entry points.
 
 
-def zaqar_endpoints(target: Target, ws_port: int,
-                    store_pids: Callable[[], Sequence[int]] = tuple) -> dict[str, Endpoint]:
-    """TRANSPORTS on one zaqar-server: HTTP at ``target``, websocket on ``ws_port`` of the same host."""
-    return {t: Endpoint(target, None if t.startswith("http-") else ws_port, store_pids) for t in TRANSPORTS}
+def zaqar_endpoints(target: Target, ws_port: int, store_pids: Callable[[], Sequence[int]] = tuple,
+                    deflate: bool = False) -> dict[str, Endpoint]:
+    """TRANSPORTS (and with ``deflate`` DEFLATE_TRANSPORTS) on one zaqar-server: HTTP at ``target``,
+    websocket on ``ws_port`` of the same host."""
+    transports = TRANSPORTS + (DEFLATE_TRANSPORTS if deflate else ())
+    return {t: Endpoint(target, None if t.startswith("http-") else ws_port, store_pids) for t in transports}
 
 
 def start_ceilings(threads: int, started: list[servers.ServerProcess],
@@ -715,7 +736,8 @@ def scenarios_mode(args: argparse.Namespace, log: Callable[[str], None]) -> list
         assert server.websocket_port is not None
         log(f"started zaqar-server pid {server.pid}: http {server.url}, "
             f"websocket ws://127.0.0.1:{server.websocket_port}/ ({args.server_threads} threads / workers)")
-        endpoints = zaqar_endpoints(Target("127.0.0.1", server.port, server.pid), server.websocket_port)
+        endpoints = zaqar_endpoints(Target("127.0.0.1", server.port, server.pid), server.websocket_port,
+                                    deflate=args.deflate)
         if args.ceilings:
             endpoints.update(start_ceilings(args.server_threads, started, log))
         bench = Bench(endpoints, args.concurrency, args.seconds)
@@ -753,6 +775,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True,
                         help="also run every scenario against the bare-framework servers of "
                              "benchmarks/ceilings.py, interleaved, and print zaqar / ceiling (default on)")
+    parser.add_argument("--deflate", action="store_true",
+                        help="also run ws-json-deflate and ws-msgpack-deflate (permessage-deflate "
+                             "negotiated); with --connections, negotiate it on every connection")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1 or args.connections < 0:

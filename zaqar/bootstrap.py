@@ -18,6 +18,7 @@ from oslo_config import cfg
 
 from zaqar import storage
 from zaqar.api import Api, Context, Features, Limits
+from zaqar.api.ratelimit import RateLimiter, RateLimitSettings
 from zaqar.conf import policy
 from zaqar.notification import Notifier
 from zaqar.notification.confirmation import Signer
@@ -26,6 +27,8 @@ from zaqar.storage import pooling
 from zaqar.storage.base import DataDriver
 from zaqar.storage.control import ControlDriver
 from zaqar.transport import websocket, wsgi
+from zaqar.transport.auth import KeystoneAuth, MiddlewareFactory
+from zaqar.transport.reactor import MAX_LINGERING_REFUSALS, raise_open_files_limit
 from zaqar.transport.wsgi.console import ConsoleSettings, is_loopback
 from zaqar.transport.wsgi.cors import CorsSettings
 
@@ -119,8 +122,43 @@ def build_api(conf: cfg.ConfigOpts, store: DataDriver | None = None) -> Api:
         authorize=policy.authorizer(conf),
         control=pooled.control if pooled is not None else None,
         pool_store=pooled.pool_store if pooled is not None else None,
+        signed_url_key=conf.signed_url.secret_key or None,
+        rate_limiter=rate_limiter(conf),
     )
     return Api(ctx)
+
+
+AUTH_STRATEGIES = ("", "keystone")
+# id(conf) -> (conf, its authenticator); holding conf keeps its id from being reused. A process
+# builds one configuration, so this holds one entry (a few in tests).
+_AUTHENTICATORS: dict[int, tuple[cfg.ConfigOpts, KeystoneAuth]] = {}
+
+
+def _keystone_middleware(conf: cfg.ConfigOpts) -> MiddlewareFactory:
+    """keystonemiddleware's AuthProtocol, reading ``[keystone_authtoken]`` from ``conf`` itself."""
+    try:
+        from keystonemiddleware import auth_token
+    except ImportError as exc:
+        raise RuntimeError("auth_strategy = keystone needs keystonemiddleware: "
+                           "pip install 'zaqar[keystone]'") from exc
+    return lambda app: auth_token.AuthProtocol(app, {"oslo_config_config": conf})
+
+
+def authenticator(conf: cfg.ConfigOpts) -> KeystoneAuth | None:
+    """The auth strategy of ``[DEFAULT] auth_strategy``; None for none.
+
+    One per configuration, so both transports of a process share one
+    keystonemiddleware instance: one service session and one token cache.
+    """
+    strategy = conf.auth_strategy
+    if strategy not in AUTH_STRATEGIES:
+        raise ValueError(f"[DEFAULT] auth_strategy must be '' or 'keystone', not {strategy!r}")
+    if not strategy:
+        return None
+    entry = _AUTHENTICATORS.get(id(conf))
+    if entry is None:
+        entry = _AUTHENTICATORS[id(conf)] = (conf, KeystoneAuth(_keystone_middleware(conf)))
+    return entry[1]
 
 
 def build_wsgi_app(conf: cfg.ConfigOpts, api: Api) -> Any:
@@ -129,7 +167,10 @@ def build_wsgi_app(conf: cfg.ConfigOpts, api: Api) -> Any:
     Every HTTP server runs this same app: the built-in one and, for
     production, uwsgi or gunicorn through ``zaqar.transport.wsgi.application``.
     """
-    return wsgi.build_app(api, cors=cors_settings(conf), console=console_settings(conf))
+    keystone = authenticator(conf)
+    app = wsgi.build_app(api, cors=cors_settings(conf), console=console_settings(conf),
+                         token_auth=keystone is not None)
+    return keystone.wrap(app) if keystone is not None else app
 
 
 def cors_settings(conf: cfg.ConfigOpts) -> CorsSettings:
@@ -177,6 +218,8 @@ def http_settings(conf: cfg.ConfigOpts, limits: Limits) -> wsgi.Settings:
         request_timeout=group.request_timeout,
         keepalive_timeout=group.keepalive_timeout,
         send_timeout=group.send_timeout,
+        max_connections=max_connections(conf, "wsgi"),
+        max_connections_per_address=group.max_connections_per_address,
     )
 
 
@@ -195,7 +238,45 @@ def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settin
         idle_timeout=group.idle_timeout,
         send_timeout=group.send_timeout,
         handshake_timeout=group.handshake_timeout,
+        permessage_deflate=group.permessage_deflate,
+        auth=authenticator(conf),
+        max_connections=max_connections(conf, "websocket"),
+        max_connections_per_address=group.max_connections_per_address,
     )
+
+
+_TRANSPORT_GROUPS = {"wsgi": "drivers:transport:wsgi", "websocket": "drivers:transport:websocket"}
+FILES_RESERVE = 256  # files the process needs besides client connections: stores, logs, webhooks
+
+
+def max_connections(conf: cfg.ConfigOpts, transport: str) -> int:
+    """``transport``'s ``max_connections``, lowered to fit the process's open-files limit.
+
+    Both listeners and the process's own files share that limit; past it a
+    listener cannot accept at all and clients get no answer, where below it
+    they get the documented 503. The soft limit is raised toward what the
+    configured numbers need first.
+    """
+    mine = conf[_TRANSPORT_GROUPS[transport]].max_connections
+    served = [t for t in _TRANSPORT_GROUPS if t in conf.drivers.transport or t == transport]
+    wanted = [conf[_TRANSPORT_GROUPS[t]].max_connections for t in served]
+    if not mine or not all(wanted):
+        return mine  # an unlimited listener leaves nothing to budget
+    reserve = FILES_RESERVE + MAX_LINGERING_REFUSALS * len(served)
+    available = raise_open_files_limit(sum(wanted) + reserve) - reserve
+    if sum(wanted) <= available:
+        return mine
+    share = max(1, available * mine // sum(wanted))
+    LOG.warning("[%s] max_connections lowered from %d to %d to fit the open-files limit (ulimit -n)",
+                _TRANSPORT_GROUPS[transport], mine, share)
+    return share
+
+
+def rate_limiter(conf: cfg.ConfigOpts) -> RateLimiter | None:
+    """The per-project request rate limit of ``[rate_limit]``; None when it is off (the default)."""
+    group = conf.rate_limit
+    settings = RateLimitSettings(group.project_rate, group.project_burst, group.max_projects)
+    return RateLimiter(settings) if settings.enabled else None
 
 
 class Sweeper(threading.Thread):

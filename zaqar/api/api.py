@@ -24,6 +24,7 @@ class Api:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._operations = dict(OPERATIONS)
+        self._limiter = ctx.rate_limiter
 
     @property
     def actions(self) -> frozenset[str]:
@@ -33,7 +34,14 @@ class Api:
     def _enabled(self, op: Operation) -> bool:
         return op.feature is None or bool(getattr(self.ctx.features, op.feature))
 
-    def handle(self, req: Request) -> Response:
+    def handle(self, req: Request, *, limited: bool = True) -> Response:
+        """Answer one request; ``limited=False`` for the server's own calls (cleanup), never throttled."""
+        limiter = self._limiter
+        if limited and limiter is not None and req.project_id is not None:
+            try:
+                limiter.check(req.project_id)  # first: a refused request must cost next to nothing
+            except errors.ApiError as exc:
+                return error_response(exc)
         op = self._operations.get(req.action)
         try:
             if op is None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from zaqar.api.ratelimit import RateLimiter
 from zaqar.api.settings import Features, Limits
 from zaqar.storage.base import Clock, DataDriver, Subscription
 from zaqar.storage.control import ControlDriver
@@ -73,7 +74,9 @@ def default_authorizer(rule: str, roles: frozenset[str]) -> bool:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Context:
     """``control`` and ``pool_store`` are set only with pooling: the management store, and the
-    message store of a registered pool by name (for per-pool health)."""
+    message store of a registered pool by name (for per-pool health). ``signed_url_key`` is
+    ``[signed_url] secret_key``: pre-signed URLs are created and verified with it, and refused
+    without it."""
 
     store: DataDriver
     limits: Limits = Limits()
@@ -83,3 +86,5 @@ class Context:
     notifier: Notifier = dataclasses.field(default_factory=SilentNotifier)
     control: ControlDriver | None = None
     pool_store: Callable[[str], DataDriver] | None = None
+    signed_url_key: str | None = None
+    rate_limiter: RateLimiter | None = None  # per-project request rate limit; None: off

@@ -67,6 +67,18 @@ _DRIVERS = [
                help="Store of pools, flavors and the queue catalog (used with pooling)."),
 ]
 
+def _connection_opts(refusal: str) -> list[cfg.Opt]:
+    """Connection limits, the same for both listeners."""
+    return [
+        cfg.IntOpt("max_connections", default=4096, min=0,
+                   help=f"Open connections beyond which new ones get {refusal} and are closed; 0: "
+                   "unlimited. Lowered at start to fit the process's open-files limit."),
+        cfg.IntOpt("max_connections_per_address", default=0, min=0,
+                   help=f"The same per client address (IPv6: per /64); beyond it, {refusal}. 0: "
+                   "unlimited (the default: behind a proxy or NAT every client has one address)."),
+    ]
+
+
 _WSGI = [
     cfg.HostAddressOpt("bind", default="127.0.0.1"),
     cfg.PortOpt("port", default=8888),
@@ -77,6 +89,7 @@ _WSGI = [
                  help="Seconds an idle keep-alive connection stays open."),
     cfg.FloatOpt("send_timeout", default=30.0, min=0.1,
                  help="Drop a connection whose peer leaves responses unread this long (seconds)."),
+    *_connection_opts("a 503 answer"),
 ]
 
 _WEBSOCKET = [
@@ -100,6 +113,10 @@ _WEBSOCKET = [
     cfg.FloatOpt(
         "handshake_timeout", default=10.0, min=0.1, help="Seconds allowed for the whole opening handshake."
     ),
+    cfg.BoolOpt(
+        "permessage_deflate", default=True,
+        help="Compress messages (RFC 7692) on connections whose client offers it, as browsers do.",
+    ),
     cfg.HostAddressOpt(
         "notification-bind",
         help="Address of the endpoint that relays notifications to this process's connections, also "
@@ -107,6 +124,18 @@ _WEBSOCKET = [
         "that is a wildcard). Must be reachable from every server process sharing the store.",
     ),
     cfg.PortOpt("notification-port", default=0, help="Port of that endpoint; 0: any free port."),
+    *_connection_opts("a refused upgrade (503)"),
+]
+
+_RATE_LIMIT = [
+    cfg.FloatOpt("project_rate", default=0.0, min=0.0,
+                 help="Requests per second one project may make, over every transport together; more "
+                 "are refused with 429 and Retry-After. 0: no limit."),
+    cfg.IntOpt("project_burst", default=0, min=0,
+               help="Requests a project may make at once before the rate applies; 0: one second's worth."),
+    cfg.IntOpt("max_projects", default=10000, min=1,
+               help="Projects whose request rate is tracked at once (memory bound); the least recently "
+               "seen are forgotten first."),
 ]
 
 _NOTIFICATION = [
@@ -196,6 +225,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "drivers:transport:wsgi": _WSGI,
     "drivers:transport:websocket": _WEBSOCKET,
     "notification": _NOTIFICATION,
+    "rate_limit": _RATE_LIMIT,
     "signed_url": _SIGNED_URL,
     "pooling:catalog": _POOLING_CATALOG,
     "cors": _CORS,

@@ -20,10 +20,17 @@ lock and, when nobody owns it, flush it and arm ``EPOLLOUT`` themselves.
 Nothing here blocks on a peer: sockets are non-blocking, unsent bytes wait
 in the channel's buffer, and a peer that stops reading first stops being
 read from (``max_buffered``) and is finally dropped (``send_timeout``).
+
+Connection limits (``ConnectionLimits``, per listener): beyond ``total`` open
+connections, or ``per_address`` from one client address, a new connection
+gets the listener's refusal (an HTTP 503) and is closed once the peer has had
+a moment to read it. Counting costs one dict update under the reactor's lock
+per accepted and per closed connection, and nothing when the limits are off.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import select
@@ -39,6 +46,71 @@ _HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _ONESHOT = select.EPOLLONESHOT
 _READ_SIZE = 65536
 _READS_PER_TURN = 4  # then re-arm, so one fast sender cannot hold a worker forever
+_REFUSAL_LINGER = 1.0  # seconds a refused peer has to read its answer before the socket closes
+MAX_LINGERING_REFUSALS = 128  # beyond this, refusals are sent and closed at once (best effort)
+_REFUSAL_LOG_INTERVAL = 10.0  # at most one warning per listener this often, however many refusals
+
+# Why a connection was refused; passed to ``ConnectionLimits.refusal``.
+SERVER_FULL = "server"
+ADDRESS_FULL = "address"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How many connections one listener keeps open; 0 means unlimited.
+
+    ``refusal(reason)`` gives the bytes a refused peer is sent before the
+    connection closes (``reason`` is ``SERVER_FULL`` or ``ADDRESS_FULL``), so
+    it learns why instead of seeing a bare reset.
+    """
+
+    total: int = 0
+    per_address: int = 0
+    refusal: Callable[[str], bytes] | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.total or self.per_address)
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise this process's soft open-files limit toward ``wanted`` (never past the hard limit).
+
+    Returns the soft limit now in force. Every connection is a file; many
+    systems start services with a soft limit of 1024 and a far higher hard one.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    infinite = resource.RLIM_INFINITY
+    target = wanted if hard == infinite else min(wanted, hard)
+    if soft != infinite and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            LOG.warning("cannot raise the open-files limit to %d: %s", target, exc)
+    return wanted if soft == infinite else soft
+
+
+def address_key(host: str) -> str:
+    """The client a connection is counted against: its IPv4 address, or its IPv6 /64.
+
+    One IPv6 host usually holds a whole /64, so counting single IPv6
+    addresses would let it open as many connections as it likes.
+    """
+    if ":" not in host:
+        return host
+    if host.startswith("::ffff:") and "." in host:  # IPv4-mapped, from a dual-stack listener
+        return host[7:]
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+    except OSError:
+        return host
+    # PERF: inet_pton/ntop take ~0.5 µs here, the ipaddress module ~8 µs.
+    return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8))
 
 
 class Channel:
@@ -69,6 +141,7 @@ class Channel:
         self._out = bytearray()
         self._shut = False
         self.armed = 0  # the event mask epoll holds for us; 0 once an event was delivered
+        self.slot: tuple[_Listener, str] | None = None  # counted against this listener and client
         now = time.monotonic()
         self.last_received = self.last_progress = now
 
@@ -243,7 +316,45 @@ class Channel:
         self.armed = mask
 
 
+class _Refused(Channel):
+    """A connection over a limit: sent its refusal, then drained and closed (see ``Channel.finish``)."""
+
+    def __init__(
+        self, reactor: Reactor, sock: socket.socket, address: tuple[str, int], answer: bytes
+    ) -> None:
+        super().__init__(reactor, sock, address)
+        self.linger_until = time.monotonic() + _REFUSAL_LINGER
+        self._out += answer
+        self._flush_locked()  # nobody else knows this channel yet
+        if not self._out:
+            self._shut = True
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                LOG.debug("shutdown %s: %s", address, exc)
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - lingering channels only drain
+        return None
+
+    def connection_lost(self) -> None:
+        self.reactor._refusal_closed()
+
+
 ChannelFactory = Callable[["Reactor", socket.socket, tuple[str, int]], Channel]
+
+
+class _Listener:
+    """A listening socket, what it makes of a connection, and its connection counts."""
+
+    __slots__ = ("sock", "factory", "limits", "open", "by_address", "refused", "warned_at")
+
+    def __init__(self, sock: socket.socket, factory: ChannelFactory, limits: ConnectionLimits | None) -> None:
+        self.sock, self.factory = sock, factory
+        self.limits = limits if limits is not None and limits.active else None
+        self.open = 0
+        self.by_address: dict[str, int] = {}
+        self.refused = 0  # since the last warning
+        self.warned_at = 0.0
 
 
 class Reactor:
@@ -254,19 +365,24 @@ class Reactor:
         self._workers = workers
         self._sweep_interval = sweep_interval
         self._epoll = select.epoll()
-        self._listeners: dict[int, tuple[socket.socket, ChannelFactory]] = {}
+        self._listeners: dict[int, _Listener] = {}
         self._channels: dict[int, Channel] = {}
-        self._lock = threading.Lock()  # guards registration against _forget
+        self._lock = threading.Lock()  # guards registration and connection counts against _forget
+        self._lingering = 0  # refused connections still being drained
         self._wake_r, self._wake_w = os.pipe()
         self._running = False
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
 
     # -- set-up ---------------------------------------------------------------------------
-    def listen(self, bind: str, port: int, factory: ChannelFactory, backlog: int = 1024) -> socket.socket:
+    def listen(
+        self, bind: str, port: int, factory: ChannelFactory, backlog: int = 1024,
+        limits: ConnectionLimits | None = None,
+    ) -> socket.socket:
+        """Accept connections on ``bind:port``, each served by ``factory``'s channel, within ``limits``."""
         listener = socket.create_server((bind, port), backlog=backlog, reuse_port=False)
         listener.setblocking(False)
-        self._listeners[listener.fileno()] = (listener, factory)
+        self._listeners[listener.fileno()] = _Listener(listener, factory, limits)
         return listener
 
     def start(self) -> None:
@@ -331,11 +447,11 @@ class Reactor:
         return True
 
     def _accept(self, fd: int) -> None:
-        listener, factory = self._listeners[fd]
+        listener = self._listeners[fd]
         try:
             for _ in range(64):
                 try:
-                    sock, address = listener.accept()
+                    sock, address = listener.sock.accept()
                 except BlockingIOError:
                     break
                 except OSError as exc:  # e.g. out of file descriptors: keep serving the others
@@ -344,10 +460,35 @@ class Reactor:
                 sock.setblocking(False)
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self._adopt(factory(self, sock, address[:2]))
+                address = address[:2]
+                slot = None
+                if listener.limits is not None:
+                    key = address_key(address[0]) if listener.limits.per_address else ""
+                    refused = self._admit(listener, key)
+                    if refused is not None:
+                        self._refuse(listener, sock, address, refused)
+                        continue
+                    slot = (listener, key)
+                self._open(listener, sock, address, slot)
         finally:
             if self._running:
-                self._epoll.modify(fd, _IN | _ONESHOT)
+                try:
+                    self._epoll.modify(fd, _IN | _ONESHOT)
+                except OSError as exc:  # NOTE: stop_listening() closed it meanwhile
+                    LOG.debug("%s: re-arming a listener failed: %s", self.name, exc)
+
+    def _open(self, listener: _Listener, sock: socket.socket, address: tuple[str, int],
+              slot: tuple[_Listener, str] | None) -> None:
+        try:
+            channel = listener.factory(self, sock, address)
+        except Exception:
+            LOG.exception("%s: setting up a connection from %s failed", self.name, address)
+            if slot is not None:
+                self._release_slot(slot)
+            sock.close()
+            return
+        channel.slot = slot
+        self._adopt(channel)
 
     def _adopt(self, channel: Channel) -> None:
         with self._lock:
@@ -363,10 +504,83 @@ class Reactor:
                     self._epoll.unregister(channel.fd)
                 except OSError as exc:
                     LOG.debug("unregister %s: %s", channel.address, exc)
+            slot, channel.slot = channel.slot, None
+            if slot is not None:
+                self._release_locked(slot)
         try:
             channel.sock.close()
         except OSError as exc:
             LOG.debug("close %s: %s", channel.address, exc)
+
+    # -- connection limits ----------------------------------------------------------------
+    def _admit(self, listener: _Listener, key: str) -> str | None:
+        """Count a new connection against ``listener``; the reason it is refused instead, if any."""
+        limits = listener.limits
+        assert limits is not None
+        with self._lock:
+            if limits.total and listener.open >= limits.total:
+                return SERVER_FULL
+            if limits.per_address:
+                count = listener.by_address.get(key, 0)
+                if count >= limits.per_address:
+                    return ADDRESS_FULL
+                listener.by_address[key] = count + 1
+            listener.open += 1
+        return None
+
+    def _release_slot(self, slot: tuple[_Listener, str]) -> None:
+        with self._lock:
+            self._release_locked(slot)
+
+    @staticmethod
+    def _release_locked(slot: tuple[_Listener, str]) -> None:
+        listener, key = slot
+        listener.open -= 1
+        if listener.limits is not None and listener.limits.per_address:
+            count = listener.by_address[key] - 1
+            if count:
+                listener.by_address[key] = count
+            else:
+                del listener.by_address[key]
+
+    def _refuse(
+        self, listener: _Listener, sock: socket.socket, address: tuple[str, int], reason: str
+    ) -> None:
+        """Tell the peer why (the listener's refusal) and close, without serving it."""
+        limits = listener.limits
+        assert limits is not None
+        self._log_refusal(listener, reason)
+        answer = limits.refusal(reason) if limits.refusal is not None else b""
+        with self._lock:
+            linger = bool(answer) and self._lingering < MAX_LINGERING_REFUSALS
+            if linger:
+                self._lingering += 1
+        if not linger:
+            # NOTE: under a connection flood, no fd waits on a peer: answer what fits and close.
+            try:
+                sock.send(answer)
+            except OSError:
+                pass
+            sock.close()
+            return
+        self._adopt(_Refused(self, sock, address, answer))
+
+    def _refusal_closed(self) -> None:
+        with self._lock:
+            self._lingering -= 1
+
+    def _log_refusal(self, listener: _Listener, reason: str) -> None:
+        """One warning per ``_REFUSAL_LOG_INTERVAL``: a connection flood must not flood the log too."""
+        listener.refused += 1
+        now = time.monotonic()
+        if now - listener.warned_at >= _REFUSAL_LOG_INTERVAL:
+            limits = listener.limits
+            assert limits is not None
+            what = (f"{limits.total} connections" if reason == SERVER_FULL
+                    else f"{limits.per_address} connections from one address")
+            LOG.warning("%s: refused %d connection(s) since the last warning: at most %s", self.name,
+                        listener.refused, what)
+            listener.refused, listener.warned_at = 0, now
 
     # -- deadlines ------------------------------------------------------------------------
     def _sweep_loop(self) -> None:
@@ -384,12 +598,12 @@ class Reactor:
 
     # -- shutdown -------------------------------------------------------------------------
     def stop_listening(self) -> None:
-        for fd, (listener, _) in list(self._listeners.items()):
+        for fd, listener in list(self._listeners.items()):
             try:
                 self._epoll.unregister(fd)
             except OSError as exc:
                 LOG.debug("unregister listener: %s", exc)
-            listener.close()
+            listener.sock.close()
         self._listeners.clear()
 
     def stop(self, channels: Iterable[Channel] = ()) -> None:

@@ -16,8 +16,9 @@ NO_REQUEST = {"action": None, "body": {}, "headers": {}, "api": "v2"}
 
 # Operations the websocket protocol deliberately lacks (websocket.md §6.1: "there is no websocket
 # equivalent of queue PATCH ..."): queue_exists is HTTP HEAD, queue_update is HTTP PATCH and
-# get_versions is HTTP's version discovery at "/". Everything else must be reachable over both.
-HTTP_ONLY = {"queue_exists", "queue_update", "get_versions"}
+# get_versions is HTTP's version discovery at "/", queue_share creates pre-signed URLs (websocket.md
+# §12: no share action). Everything else must be reachable over both.
+HTTP_ONLY = {"queue_exists", "queue_update", "get_versions", "queue_share"}
 
 
 def test_every_operation_is_reachable_over_the_websocket_or_listed_http_only():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("queues", "messages", "claims", "subscriptions", "system", "pools", "flavors")
+MODULES = ("queues", "messages", "claims", "subscriptions", "system", "pools", "flavors", "share")
 
 
 def load() -> None:

@@ -133,7 +133,7 @@ def queue_purge(ctx: Context, req: Request) -> Response:
     types = req.params.get("resource_types", list(_PURGE_TYPES))
     if types is None:
         raise errors.BadRequest('Post body must contain key "resource_types".')
-    if not isinstance(types, list) or not set(types) <= set(_PURGE_TYPES):
+    if not isinstance(types, list) or not all(t in _PURGE_TYPES for t in types):  # NOTE: [[]] is unhashable
         raise errors.BadRequest("Resource types must be a sub set of {'messages', 'subscriptions'}.")
     if "messages" in types:
         # NOTE: purge pops, so messages under a live claim survive it (upstream).

@@ -12,13 +12,15 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 
-from zaqar.api import Api, Request, validation
+from zaqar.api import Api, Request, signed_url, validation
 from zaqar.api.errors import ApiError
+from zaqar.transport.auth import AuthenticationFailed, Authenticator, Identity
 from zaqar.transport.websocket import presenters, schemas
 
 LOG = logging.getLogger("zaqar.transport.websocket")
@@ -95,26 +97,92 @@ class Session:
     ``subscriber`` is the URL notifications for this connection are sent to
     (websocket.md §9.1); ``bound`` the subscriptions created through it, which
     go when it closes; ``push_binary`` the encoding of the last of those
-    creations, which pushed notifications use (§9.3).
+    creations, which pushed notifications use (§9.3). With auth on,
+    ``identity`` is what the last successful ``authenticate`` bound (§8.1) and
+    ``auth_deadline`` the ``time.monotonic()`` at which its token expires: the
+    connection is closed then (4003) and refused as unauthenticated from then on.
     """
 
     subscriber: str | None = None
     push_binary: bool = False
     bound: set[tuple[str | None, str, str]] = dataclasses.field(default_factory=set)
+    identity: Identity | None = None
+    auth_deadline: float | None = None
+
+    def bind(self, identity: Identity | None) -> None:
+        """Act for ``identity`` from now on (None: unauthenticated), until its token expires."""
+        self.identity = identity
+        expires = identity.expires if identity is not None else None
+        # NOTE: tokens expire on the wall clock; the sweeper compares monotonic times.
+        self.auth_deadline = None if expires is None else time.monotonic() + (expires - time.time())
+
+    def current_identity(self) -> Identity | None:
+        """The bound identity, None once its token expired (the sweeper closes the connection soon)."""
+        deadline = self.auth_deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        return self.identity
 
 
 def forget(api: Api, session: Session) -> None:
     """Delete the subscriptions a closed connection created (websocket.md §9.2)."""
     for project, queue, sid in list(session.bound):
+        # NOTE: the server's own cleanup: a project over its rate limit must not keep them.
         api.handle(Request("subscription_delete", project_id=project,
-                           params={"queue_name": queue, "subscription_id": sid}))
+                           params={"queue_name": queue, "subscription_id": sid}), limited=False)
     session.bound.clear()
 
 
+# Actions a pre-signed envelope may run, and the HTTP method each stands for (websocket.md §10).
+_SIGNED_METHODS = {"message_list": "GET", "message_get": "GET", "message_get_many": "GET",
+                   "message_post": "POST", "message_delete": "DELETE", "message_delete_many": "DELETE"}
+_NOT_AUTHENTIFIED = {"error": "Not authentified."}
+
+
+def _authenticate(auth: Authenticator, headers: Mapping[str, Any], session: Session) -> dict[str, Any]:
+    """Validate the envelope's token and bind the connection to it (websocket.md §8.1).
+
+    The connection is unauthenticated while this runs and stays so if it fails.
+    # NOTE: validation runs on the worker answering this connection, which waits for
+    # Keystone on a token's first use (keystonemiddleware caches it afterwards); the
+    # connection's later frames wait behind it anyway, as replies keep request order.
+    """
+    session.bind(None)
+    try:
+        identity = auth.authenticate(headers)
+    except AuthenticationFailed as exc:
+        return _reply(_AUTH_ECHO, exc.status, {"error": "Authentication failed."})
+    session.bind(identity)
+    return _reply(_AUTH_ECHO, 200, {"message": "Authentified."})
+
+
+def _presigned(api: Api, action: str, headers: Mapping[str, Any], body: Any) -> Identity | None:
+    """The identity a pre-signed envelope acts for, or None when its grant does not verify (§10).
+
+    [N] The queue must be among the granted paths too (upstream does not check it).
+    """
+    method = _SIGNED_METHODS.get(action)
+    if method is None or "URL-Signature" not in headers or not isinstance(body, dict):
+        return None
+    project = headers.get("X-Project-ID")
+    grant = signed_url.Grant(headers.get("URL-Signature"), headers.get("URL-Expires"),
+                             headers.get("URL-Methods"), headers.get("URL-Paths"), project)
+    path = f"/v2/queues/{body.get('queue_name')}/messages"
+    if not signed_url.verify(api.ctx.signed_url_key, grant, method, path, api.ctx.clock()):
+        return None
+    return Identity(project)
+
+
 def handle_document(
-    api: Api, doc: Any, session: Session | None = None, binary: bool = False
+    api: Api, doc: Any, session: Session | None = None, binary: bool = False,
+    auth: Authenticator | None = None,
 ) -> dict[str, Any]:
-    """The reply envelope for one decoded frame (websocket.md §5 processing order)."""
+    """The reply envelope for one decoded frame (websocket.md §5 processing order).
+
+    ``auth`` is the auth strategy when one is configured: ``authenticate`` then
+    validates the token and every other action needs the identity it bound in
+    ``session`` (or a pre-signed envelope).
+    """
     if not isinstance(doc, dict):
         return _reply(_NO_REQUEST, 400, {"error": "Unexpected body type. Expected dict or dict like."})
     action = doc.get("action")
@@ -128,10 +196,18 @@ def handle_document(
         return _reply(_NO_REQUEST, 400, {"error": problem})
     if not schemas.valid(action, doc):
         return _reply(echo, 400, {"error": "Schema validation failed."})
-    if action == "authenticate":
+    identity = None
+    if auth is not None:
+        session = session if session is not None else Session()
+        if action == "authenticate":
+            return _authenticate(auth, headers, session)
+        identity = session.current_identity() or _presigned(api, action, headers, body)
+        if identity is None:
+            return _reply(echo, 403, _NOT_AUTHENTIFIED)
+    elif action == "authenticate":
         # NOTE: no auth strategy configured: answer at once, or python-zaqarclient hangs.
         return _reply(_AUTH_ECHO, 200, {"message": "Authentified."})
-    project = headers.get("X-Project-ID")
+    project = identity.project if identity is not None else headers.get("X-Project-ID")
     if project is not None:
         try:
             validation.project_id(project)
@@ -139,7 +215,7 @@ def handle_document(
             return _reply(echo, exc.status, presenters.error_body(exc))
     params = schemas.accepted(action, body if body is not None else {})
     request = Request(action=action, project_id=project, client_id=headers.get("Client-ID"),
-                      params=params, roles=_roles(headers),
+                      params=params, roles=identity.roles if identity is not None else _roles(headers),
                       connection=session.subscriber if session is not None else None)
     status, reply_body = presenters.present(action, api.handle(request), params)
     bound = action == "subscription_create" and status == 201 and "subscriber" not in params
@@ -183,13 +259,14 @@ def _encode_reply(reply: dict[str, Any], echo: bytes, binary: bool) -> bytes:
             + b', "body": ' + json.dumps(reply["body"], ensure_ascii=False).encode() + b"}")
 
 
-def handle_frame(api: Api, data: bytes, binary: bool, session: Session | None = None) -> bytes:
+def handle_frame(api: Api, data: bytes, binary: bool, session: Session | None = None,
+                 auth: Authenticator | None = None) -> bytes:
     """Answer one frame; the reply uses the frame's own encoding. Never raises for bad input."""
     try:
         doc = decode(data, binary)
     except ValueError as exc:
         return encode(_reply(_NO_REQUEST, 400, {"error": str(exc)}), binary)
-    reply = handle_document(api, doc, session, binary)
+    reply = handle_document(api, doc, session, binary, auth)
     try:
         request = reply["request"]
         echoed = request is not _NO_REQUEST and request is not _AUTH_ECHO and doc.keys() == _AS_SENT

@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from zaqar.api import Api
-from zaqar.transport.reactor import Reactor
-from zaqar.transport.websocket import endpoint, frames, protocol
+from zaqar.transport.auth import Authenticator
+from zaqar.transport.reactor import SERVER_FULL, ConnectionLimits, Reactor
+from zaqar.transport.websocket import endpoint, handshake, protocol
 from zaqar.transport.websocket.connection import WebSocketChannel
 
 LOG = logging.getLogger("zaqar.transport.websocket")
@@ -44,6 +45,18 @@ class Settings:
     notification_bind: str | None = None  # endpoint for connection-bound subscriptions; None: bind
     notification_port: int = 0  # 0: any free port
     notification_host: str | None = None  # host written into subscriber URLs; None: the bound address
+    auth: Authenticator | None = None  # with an auth strategy: ``authenticate`` gates every other action
+    max_connections: int = 0  # open connections beyond which upgrades are refused with 503; 0 = unlimited
+    max_connections_per_address: int = 0  # the same, per client address (IPv6: per /64)
+    permessage_deflate: bool = True  # accept RFC 7692 compression when a client offers it
+
+
+def refusal(reason: str) -> bytes:
+    """The answer to a connection over a limit: the upgrade refused with 503, then close."""
+    whom = "the server has" if reason == SERVER_FULL else "your address has"
+    return handshake.refuse(handshake.HandshakeError(
+        f"Service temporarily unavailable: {whom} too many open connections. "
+        "Please try again in a few seconds.", "503 Service Unavailable"))
 
 
 class WebSocketServer:
@@ -57,7 +70,8 @@ class WebSocketServer:
         host = settings.notification_host or bind
         self.notification_url = f"http://{host}:{self._endpoint.port}/"
         self.reactor = Reactor("zaqar-ws", settings.workers)
-        self._listener = self.reactor.listen(settings.bind, settings.port, self._channel)
+        limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_address, refusal)
+        self._listener = self.reactor.listen(settings.bind, settings.port, self._channel, limits=limits)
         # Deleting a closed connection's subscriptions calls the store: never on the sweeper.
         self._cleanup = ThreadPoolExecutor(1, thread_name_prefix="zaqar-ws-cleanup")
 
@@ -80,7 +94,7 @@ class WebSocketServer:
 
     # -- the channels' side ---------------------------------------------------------------------
     def answer(self, session: protocol.Session, data: bytes, binary: bool) -> bytes:
-        return protocol.handle_frame(self._api, data, binary, session)
+        return protocol.handle_frame(self._api, data, binary, session, self.settings.auth)
 
     def opened(self, channel: WebSocketChannel) -> None:
         with self._lock:
@@ -101,8 +115,7 @@ class WebSocketServer:
         if channel is None or channel.closing:
             return False
         binary = channel.session.push_binary
-        data = protocol.encode(document, binary)
-        return channel.write(frames.frame(frames.OP_BINARY if binary else frames.OP_TEXT, data))
+        return channel.send_message(protocol.encode(document, binary), binary)
 
     # -- shutdown -------------------------------------------------------------------------------
     def stop(self, grace: float = 2.0) -> None:

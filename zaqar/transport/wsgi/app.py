@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -11,8 +12,9 @@ from typing import Any
 
 import falcon
 
-from zaqar.api import Api, ApiError, Response, validation
+from zaqar.api import Api, ApiError, Response, signed_url, validation
 from zaqar.api.api import error_response
+from zaqar.transport import auth
 from zaqar.transport.wsgi import decode, routes
 from zaqar.transport.wsgi.console import ConsoleSettings
 from zaqar.transport.wsgi.console import add_routes as add_console_routes
@@ -21,11 +23,21 @@ from zaqar.transport.wsgi.cors import CorsMiddleware, CorsSettings
 LOG = logging.getLogger("zaqar.transport.wsgi")
 
 
-class ActionResource:
-    """Serves one URL template; the method picks the action from the route table."""
+_NOT_FOUND = "404 Not Found"
+_UNAUTHORIZED = "The request you have made requires authentication."
 
-    def __init__(self, api: Api, template: str, actions: Mapping[str, str]) -> None:
+
+class ActionResource:
+    """Serves one URL template; the method picks the action from the route table.
+
+    With ``token_auth`` (keystone), the project and roles of every checked route
+    come from the token keystonemiddleware validated, never from client headers.
+    """
+
+    def __init__(self, api: Api, template: str, actions: Mapping[str, str], token_auth: bool = False) -> None:
         self._api = api
+        self._token_auth = token_auth
+        self._key = api.ctx.signed_url_key
         self._actions = {m: a for m, a in actions.items() if a in api.actions}
         self._checked = template not in routes.UNCHECKED
         self._has_queue = "{queue_name}" in template
@@ -42,7 +54,32 @@ class ActionResource:
             result = error_response(exc)
         render(resp, result, head=req.method == "HEAD")
 
+    def _identity(self, req: falcon.Request) -> auth.Identity | None:
+        """Who the request acts for where client headers may not say it (http-v2.md §0.3 steps 1-2).
+
+        A pre-signed request (``URL-Signature``) acts for the project it was
+        signed for, with no roles, and answers 404 unless its grant verifies
+        (§8.3); with keystone, any other checked request acts for its token.
+        """
+        signature = req.env.get("HTTP_URL_SIGNATURE")
+        if signature is not None:
+            project = decode.project_header(req)
+            grant = signed_url.Grant(signature, req.get_header("URL-EXPIRES"),
+                                     (req.get_header("URL-METHODS") or "").split(","),
+                                     (req.get_header("URL-PATHS") or "").split(","), project)
+            if not signed_url.verify(self._key, grant, req.method, req.path, self._api.ctx.clock()):
+                raise ApiError(title=_NOT_FOUND, status=404)
+            return auth.Identity(project)
+        if self._token_auth and self._checked:
+            identity = auth.token_identity(req.env)
+            if identity is None:  # e.g. a CORS pre-flight with CORS off: no token was checked
+                raise ApiError(_UNAUTHORIZED, title="Unauthorized", status=401)
+            return identity
+        return None
+
     def _dispatch(self, req: falcon.Request, path: dict[str, str]) -> Response:
+        # PERF: without auth, one dict lookup; the contract verifies grants even then (§0.3).
+        identity = self._identity(req) if self._token_auth or "HTTP_URL_SIGNATURE" in req.env else None
         if req.content_length and (req.content_type or "").startswith(decode.FORM):
             raise ApiError(
                 "Endpoint does not accept `application/x-www-form-urlencoded` content; currently "
@@ -61,7 +98,7 @@ class ActionResource:
         if self._checked:
             limits = self._api.ctx.limits
             validation.client_id(req.get_header("CLIENT-ID"), limits)
-            project = validation.project_id(decode.project_header(req))
+            project = validation.project_id(identity.project if identity else decode.project_header(req))
             if self._has_queue:
                 validation.queue_identification(path["queue_name"], project)
         if req.method == "OPTIONS":
@@ -74,7 +111,10 @@ class ActionResource:
             if base == action and req.get_param(param):
                 action = variant
         spec = routes.SPECS.get(action, routes.DEFAULT_SPEC)
-        return self._api.handle(decode.build(req, action, spec, path, self._hard_cap))
+        request = decode.build(req, action, spec, path, self._hard_cap)
+        if identity is not None:
+            request = dataclasses.replace(request, project_id=identity.project, roles=identity.roles)
+        return self._api.handle(request)
 
     on_get = on_head = on_put = on_post = on_patch = on_delete = on_options = _respond
 
@@ -144,9 +184,14 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
 
 
 def build_app(
-    api: Api, *, cors: CorsSettings | None = None, console: ConsoleSettings | None = None
+    api: Api, *, cors: CorsSettings | None = None, console: ConsoleSettings | None = None,
+    token_auth: bool = False,
 ) -> falcon.App:
-    """The HTTP API; with ``cors`` enabled, CORS for other origins; with ``console``, the browser console."""
+    """The HTTP API; with ``cors`` enabled, CORS for other origins; with ``console``, the browser console.
+
+    ``token_auth``: the app runs behind keystonemiddleware (``auth.KeystoneAuth.wrap``)
+    and takes every caller's identity from the validated token.
+    """
     middleware: list[Any] = [RequestId()]
     if LOG.isEnabledFor(logging.DEBUG):
         middleware.append(RequestLog())
@@ -160,7 +205,7 @@ def build_app(
     app.set_error_serializer(lambda req, resp, exc: _http_error(req, resp, exc, None))
     for template, actions in routes.ROUTES.items():
         if any(action in api.actions for action in actions.values()):  # e.g. /v2/health needs admin_mode
-            app.add_route(template, ActionResource(api, template, actions))
+            app.add_route(template, ActionResource(api, template, actions, token_auth))
     if console is not None:
         add_console_routes(app, console)
     return app

@@ -7,6 +7,7 @@ presence); every rule about values belongs to the API layer.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -79,9 +80,18 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(value: str) -> float:
+    # NOTE: 1e400 parses as inf, which would be stored and served back as "Infinity": not JSON.
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value} is beyond a double")
+    return number
+
+
 def parse_json(raw: bytes) -> Any:
     try:
-        document = json.loads(raw.decode("utf-8"), parse_int=_reject_big_ints, parse_constant=_no_constants)
+        document = json.loads(raw.decode("utf-8"), parse_int=_reject_big_ints, parse_float=_finite_float,
+                              parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise errors.InvalidBody("Request body could not be parsed.") from None
     if not isinstance(document, dict | list):

@@ -23,7 +23,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from zaqar.transport.reactor import Channel, Reactor
+from zaqar.transport.reactor import SERVER_FULL, Channel, ConnectionLimits, Reactor
 from zaqar.transport.wsgi.http11 import HttpRequest, ParseError, RequestParser
 
 LOG = logging.getLogger("zaqar.transport.wsgi")
@@ -44,6 +44,8 @@ class Settings:
     keepalive_timeout: float = 60.0  # an idle keep-alive connection closes after this
     send_timeout: float = 30.0
     max_buffered: int = 4 * 1024 * 1024  # unsent response bytes beyond which a peer is no longer read
+    max_connections: int = 0  # open connections beyond which new ones get a 503; 0 = unlimited
+    max_connections_per_address: int = 0  # the same, per client address (IPv6: per /64)
 
 
 class _Date:
@@ -70,14 +72,28 @@ def _reason(status: int) -> str:
         return str(status)
 
 
-def error_response(status: int, title: str, description: str, *, close: bool = True) -> bytes:
-    """An answer the server gives itself, in the API's error shape."""
+def error_response(
+    status: int, title: str, description: str, *, close: bool = True, headers: str = ""
+) -> bytes:
+    """An answer the server gives itself, in the API's error shape; ``headers``: extra CRLF-ended lines."""
     body = json.dumps({"title": title, "description": description}).encode()
     head = (f"HTTP/1.1 {_reason(status)}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nDate: {_date()}\r\n")
+            f"Content-Length: {len(body)}\r\nDate: {_date()}\r\n{headers}")
     if close:
         head += "Connection: close\r\n"
     return (head + "\r\n").encode("latin-1") + body
+
+
+_UNAVAILABLE = "Service temporarily unavailable"
+REFUSAL_RETRY_AFTER = 5  # seconds; "a few seconds", as every 503 of the API says
+
+
+def refusal(reason: str) -> bytes:
+    """The answer to a connection over a limit: 503 in the API's error shape, then close."""
+    whom = "The server has" if reason == SERVER_FULL else "Your address has"
+    return error_response(503, _UNAVAILABLE,
+                          f"{whom} too many open connections. Please try again in a few seconds.",
+                          headers=f"Retry-After: {REFUSAL_RETRY_AFTER}\r\n")
 
 
 class HttpChannel(Channel):
@@ -139,7 +155,8 @@ class HttpServer:
     def __init__(self, app: WsgiApp, settings: Settings) -> None:
         self.app, self.settings = app, settings
         self.reactor = Reactor("zaqar-http", settings.threads)
-        self._listener = self.reactor.listen(settings.bind, settings.port, self._channel)
+        limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_address, refusal)
+        self._listener = self.reactor.listen(settings.bind, settings.port, self._channel, limits=limits)
         host, port = self.address
         self._base = {
             "SERVER_NAME": host, "SERVER_PORT": str(port), "SCRIPT_NAME": "",

@@ -1,0 +1,299 @@
+"""Abuse limits over real sockets: each refusal is the documented answer, and others are still served.
+
+Connection limits (total and per client address) on both listeners, an
+oversize HTTP body and websocket frame, and a request flood against the
+per-project rate limit. The servers run in process on free ports; a second
+client address is 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FakeClock
+from tests.functional.test_http_server import Reader
+from tests.unit.transport.test_websocket_frames import client_frame
+from zaqar.api import Api, Context, Limits
+from zaqar.api.ratelimit import RateLimiter, RateLimitSettings
+from zaqar.storage.sqlite import DataDriver
+from zaqar.transport import websocket, wsgi
+from zaqar.transport.websocket import frames
+
+CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
+OTHER_ADDRESS = "127.0.0.2"
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+_OPEN: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DataDriver]:
+    store = DataDriver(f"sqlite:///{tmp_path}/z.sqlite")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def http_server(store: DataDriver) -> Iterator[Callable[..., wsgi.HttpServer]]:
+    started: list[wsgi.HttpServer] = []
+
+    def start(api: Api | None = None, **settings: Any) -> wsgi.HttpServer:
+        app = wsgi.build_app(api or Api(Context(store=store)))
+        options = wsgi.Settings(port=0, threads=4, max_body=Limits().body_cap, **settings)
+        server = wsgi.HttpServer(app, options)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def ws_server(store: DataDriver) -> Iterator[Callable[..., websocket.WebSocketServer]]:
+    started: list[websocket.WebSocketServer] = []
+
+    def start(api: Api | None = None, **settings: Any) -> websocket.WebSocketServer:
+        server = websocket.WebSocketServer(api or Api(Context(store=store)),
+                                           websocket.Settings(port=0, workers=4, **settings))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(grace=0.2)
+
+
+def _connect(address: tuple[str, int], source: str = "127.0.0.1") -> tuple[socket.socket, Reader]:
+    sock = socket.create_connection(address, timeout=10, source_address=(source, 0))
+    _OPEN.append(sock)
+    return sock, Reader(sock)
+
+
+def _request(method: str, path: str, project: str = "p", body: bytes | None = None) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nClient-ID: {CLIENT_ID}\r\nX-Project-ID: {project}\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + (body or b"")
+
+
+def _served(reader: Reader, sock: socket.socket, project: str = "p") -> int:
+    sock.sendall(_request("GET", "/v2/queues/q/stats", project))
+    return reader.response()[0]
+
+
+def _assert_http_refusal(reader: Reader, sock: socket.socket, whom: str) -> None:
+    sock.sendall(_request("GET", "/v2/queues/q/stats"))
+    status, headers, body = reader.response()
+    assert status == 503
+    assert headers["connection"] == "close" and int(headers["retry-after"]) > 0
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "title": "Service temporarily unavailable",
+        "description": f"{whom} too many open connections. Please try again in a few seconds.",
+    }
+    assert reader.closed()
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_http_connections_beyond_the_total_get_503_and_the_open_ones_are_served(http_server):
+    server = http_server(max_connections=3)
+    kept = [_connect(server.address) for _ in range(3)]
+    assert [_served(reader, sock) for sock, reader in kept] == [200] * 3
+    _assert_http_refusal(*reversed(_connect(server.address)), whom="The server has")
+    _assert_http_refusal(*reversed(_connect(server.address, OTHER_ADDRESS)), whom="The server has")
+    assert [_served(reader, sock) for sock, reader in kept] == [200] * 3
+    kept[0][0].close()  # frees a slot once the server has seen the close
+
+    def admitted() -> bool:
+        sock, reader = _connect(server.address)
+        sock.sendall(_request("GET", "/v2/queues/q/stats"))
+        return reader.response()[0] == 200
+
+    assert _poll(admitted)
+
+
+def test_http_connections_beyond_the_per_address_limit_get_503_while_other_addresses_are_served(http_server):
+    server = http_server(max_connections_per_address=2)
+    kept = [_connect(server.address) for _ in range(2)]
+    assert [_served(reader, sock) for sock, reader in kept] == [200] * 2
+    _assert_http_refusal(*reversed(_connect(server.address)), whom="Your address has")
+    other, other_reader = _connect(server.address, OTHER_ADDRESS)
+    assert _served(other_reader, other) == 200
+    assert [_served(reader, sock) for sock, reader in kept] == [200] * 2
+
+
+class Peer:
+    """A websocket client on a raw socket, from a chosen source address."""
+
+    def __init__(self, server: websocket.WebSocketServer, source: str = "127.0.0.1") -> None:
+        self.sock, self.reader = _connect(server.address, source)
+        self.sock.sendall(UPGRADE)
+        while b"\r\n\r\n" not in self.reader.buf:
+            self.reader._more()
+        head, _, self.reader.buf = self.reader.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1])
+        self.head = head.decode("latin-1")
+
+    def frame(self) -> tuple[int, bytes]:
+        while len(self.reader.buf) < 2:
+            self.reader._more()
+        size, offset = self.reader.buf[1] & 0x7F, 2
+        if size >= 126:
+            offset = 4 if size == 126 else 10
+            while len(self.reader.buf) < offset:
+                self.reader._more()
+            size = int.from_bytes(self.reader.buf[2:offset], "big")
+        while len(self.reader.buf) < offset + size:
+            self.reader._more()
+        opcode, payload = self.reader.buf[0] & 0x0F, self.reader.buf[offset:offset + size]
+        self.reader.buf = self.reader.buf[offset + size:]
+        return opcode, payload
+
+    def call(self, action: str, project: str = "p", **body: Any) -> dict[str, Any]:
+        envelope = {"action": action, "headers": {"Client-ID": CLIENT_ID, "X-Project-ID": project},
+                    "body": body}
+        self.sock.sendall(client_frame(frames.OP_TEXT, json.dumps(envelope).encode()))
+        opcode, payload = self.frame()
+        assert opcode == frames.OP_TEXT
+        return json.loads(payload)
+
+
+def _assert_ws_refusal(peer: Peer, whom: str) -> None:
+    assert peer.status == 503
+    assert peer.head.startswith("HTTP/1.1 503 Service Unavailable")
+    body = peer.reader.buf
+    while b"open connections" not in body:
+        peer.reader._more()
+        body = peer.reader.buf
+    assert body.decode() == (f"Service temporarily unavailable: {whom} too many open connections. "
+                             "Please try again in a few seconds.")
+    assert peer.reader.closed()
+
+
+def test_websocket_upgrades_beyond_the_total_are_refused_with_503_and_open_ones_are_served(ws_server):
+    server = ws_server(max_connections=2)
+    kept = [Peer(server) for _ in range(2)]
+    assert [p.call("ping_node")["headers"] for p in kept] == [{"status": 204}] * 2
+    _assert_ws_refusal(Peer(server), "the server has")
+    _assert_ws_refusal(Peer(server, OTHER_ADDRESS), "the server has")
+    assert [p.call("queue_create", queue_name="q")["headers"]["status"] for p in kept] == [201, 204]
+    kept[1].sock.close()
+    assert _poll(lambda: Peer(server).status == 101)
+
+
+def test_websocket_upgrades_beyond_the_per_address_limit_are_refused_while_other_addresses_are_served(
+    ws_server,
+):
+    server = ws_server(max_connections_per_address=1)
+    kept = Peer(server)
+    assert kept.call("ping_node")["headers"] == {"status": 204}
+    _assert_ws_refusal(Peer(server), "your address has")
+    other = Peer(server, OTHER_ADDRESS)
+    assert other.status == 101
+    assert other.call("ping_node")["headers"] == {"status": 204}
+    assert kept.call("ping_node")["headers"] == {"status": 204}
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/v2/queues/big/messages", "Message collection size is too large. Max size 262144"),
+    ("/v2/queues/big/claims", "Request body is too large."),
+], ids=["contract-text", "transport-cap"])
+def test_an_oversize_body_is_refused_while_another_client_is_served(http_server, path, expected):
+    server = http_server()
+    uploader, upload_reader = _connect(server.address)
+    declared = 2 * Limits().body_cap
+    uploader.sendall(_request("POST", path, body=b"x" * declared)[:4096])  # declared, mostly unsent
+    status, headers, body = upload_reader.response()
+    assert (status, json.loads(body)["description"]) == (400, expected)
+    assert headers["connection"] == "close"
+    other, other_reader = _connect(server.address)
+    other.sendall(_request("POST", "/v2/queues/big/messages", body=b'{"messages": [{"body": 1}]}'))
+    assert other_reader.response()[0] == 201
+    assert upload_reader.closed()
+    other.sendall(_request("GET", "/v2/queues/big/stats"))
+    assert json.loads(other_reader.response()[2])["messages"]["total"] == 1  # the oversize one left nothing
+
+
+def test_an_oversize_websocket_frame_closes_with_1009_while_another_peer_is_served(ws_server):
+    server = ws_server(max_frame_size=1024)
+    big, other = Peer(server), Peer(server)
+    envelope = {"action": "message_post", "headers": {"Client-ID": CLIENT_ID, "X-Project-ID": "p"},
+                "body": {"queue_name": "big", "messages": [{"body": "x" * 2048}]}}
+    big.sock.sendall(client_frame(frames.OP_TEXT, json.dumps(envelope).encode()))
+    opcode, payload = big.frame()
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (frames.OP_CLOSE, 1009)
+    assert other.call("queue_get_stats", queue_name="big")["headers"] == {"status": 404}  # nothing stored
+
+
+@pytest.fixture
+def limited(store: DataDriver) -> tuple[Api, FakeClock]:
+    """An Api limited to 1 request/s, bursts of 5, per project, on a clock the test moves."""
+    clock = FakeClock()
+    limiter = RateLimiter(RateLimitSettings(rate=1.0, burst=5), clock=clock)
+    return Api(Context(store=store, rate_limiter=limiter)), clock
+
+
+def test_a_request_flood_gets_429_on_both_transports_while_other_projects_are_served(
+    limited, http_server, ws_server
+):
+    api, clock = limited
+    http, ws = http_server(api), ws_server(api)
+    flooder, flood_reader = _connect(http.address)
+    flooder.sendall(_request("GET", "/v2/queues/q/stats", "flood") * 8)  # one burst, pipelined
+    answers = [flood_reader.response() for _ in range(8)]
+    assert [status for status, _, _ in answers] == [200] * 5 + [429] * 3
+    _, headers, body = answers[-1]
+    assert headers["retry-after"] == "1"
+    assert json.loads(body) == {
+        "title": "Too many requests",
+        "description": "This project may send 1 requests per second (bursts of 5). "
+                       "Please try again in 1 seconds.",
+    }
+    peer = Peer(ws)
+    refused = peer.call("queue_get_stats", "flood", queue_name="q")  # the same bucket as over HTTP
+    assert refused["headers"] == {"status": 429}
+    assert refused["body"] == {"exception": json.loads(body)["description"], "error": "Rate limit exceeded."}
+    calm, calm_reader = _connect(http.address)
+    assert _served(calm_reader, calm, "calm") == 200
+    assert peer.call("queue_list", "calm")["headers"] == {"status": 200}
+    clock.advance(1.0)  # one more token
+    assert _served(flood_reader, flooder, "flood") == 200
+    assert _served(flood_reader, flooder, "flood") == 429
+
+
+def test_a_refused_request_changes_nothing(limited):
+    api, _ = limited
+    from zaqar.api import Request
+
+    post = Request("message_post", project_id="flood", client_id=CLIENT_ID,
+                   params={"queue_name": "q", "messages": [{"body": 1}]})
+    assert [api.handle(post).status for _ in range(6)] == [201] * 5 + [429]
+    stats = api.handle(Request("queue_get_stats", project_id="other", params={"queue_name": "q"}))
+    assert stats.status == 200
+    assert api.ctx.store.queues.stats("flood", "q").total == 5
