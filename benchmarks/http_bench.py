@@ -519,6 +519,9 @@ def compare_wsgi(args: argparse.Namespace) -> dict[str, list[Result]]:
     started: dict[str, servers.ServerProcess] = {}
     try:
         for name in servers.WSGI_SERVERS:
+            if not servers.wsgi_server_installed(name):
+                log(f"{name}: not installed, left out")
+                continue
             started[name] = servers.start_wsgi(name, args.server_threads)
             log(f"{name}: pid {started[name].pid} on {started[name].url}")
         targets = {n: Target("127.0.0.1", s.port, s.pid) for n, s in started.items()}

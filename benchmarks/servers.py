@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-WSGI_SERVERS = ("cheroot", "waitress", "gunicorn")
+WSGI_SERVERS = ("builtin", "cheroot", "waitress", "gunicorn", "uwsgi")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_THREADS = 16  # [drivers:transport:wsgi] threads default; used for every server compared
 PROBE_HEADERS = {"Client-ID": "4f0e2a5c-2b9e-11e3-b191-71861300734c", "X-Project-ID": "bench-probe"}
@@ -232,6 +233,15 @@ def start_zaqar(threads: int = DEFAULT_THREADS, websocket: bool = False, message
     if ws_port:
         server.wait_port(ws_port)
     return server
+
+
+def wsgi_server_installed(name: str) -> bool:
+    """Whether ``benchmarks.wsgi_servers`` can run ``name`` here (the bench extra has only some)."""
+    if name == "builtin":
+        return True
+    if name == "uwsgi":
+        return shutil.which("uwsgi") is not None or (Path(sys.executable).parent / "uwsgi").exists()
+    return importlib.util.find_spec(name) is not None
 
 
 def start_wsgi(name: str, threads: int = DEFAULT_THREADS) -> ServerProcess:

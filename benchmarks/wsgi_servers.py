@@ -1,15 +1,21 @@
 """Serve the zaqar falcon app under a chosen WSGI server, for ``http_bench --compare-wsgi``.
 
-    python -m benchmarks.wsgi_servers {cheroot,waitress,gunicorn} --port P [--threads T] [--config-file F]
+    python -m benchmarks.wsgi_servers {builtin,cheroot,waitress,gunicorn,uwsgi} --port P [--threads T]
+        [--config-file F]
 
 The app is built exactly as ``zaqar-server`` builds it (``bootstrap.build_api``
 + ``transport.wsgi.build_app``, INFO request logging to stderr, the expired
 message sweeper), so the only thing that differs between runs is the server:
 
-* cheroot: ``cheroot.wsgi.Server`` with ``numthreads=T`` (what zaqar-server uses);
+* builtin: zaqar's own HTTP server (``zaqar.transport.wsgi.HttpServer``, what
+  zaqar-server runs) with ``T`` worker threads;
+* cheroot: ``cheroot.wsgi.Server`` with ``numthreads=T`` (what zaqar-server used before);
 * waitress: ``waitress.create_server(threads=T)`` (asyncore I/O loop + T worker threads);
 * gunicorn: one ``gthread`` worker with ``threads=T`` via ``BaseApplication``; the app,
-  and so the sqlite connection, is built in the worker after the fork.
+  and so the sqlite connection, is built in the worker after the fork;
+* uwsgi: one uwsgi worker process with ``T`` threads and its HTTP/1.1 socket
+  (``--http11-socket``), loading ``zaqar.transport.wsgi.application`` as the
+  README documents for production (``pip install uwsgi``: it compiles).
 
 SIGTERM and SIGINT stop each of them cleanly.
 """
@@ -121,7 +127,38 @@ def serve_gunicorn(config_args: Sequence[str], port: int, threads: int) -> None:
     Gunicorn().run()
 
 
-SERVERS = {"cheroot": serve_cheroot, "waitress": serve_waitress, "gunicorn": serve_gunicorn}
+def serve_builtin(config_args: Sequence[str], port: int, threads: int) -> None:
+    import threading
+
+    app = App(config_args)
+    server = wsgi.HttpServer(app.wsgi, wsgi.Settings(bind=HOST, port=port, threads=threads))
+    server.start()
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.set())
+    LOG.info("built-in server on %s:%d with %d threads", HOST, port, threads)
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        app.close()
+
+
+def serve_uwsgi(config_args: Sequence[str], port: int, threads: int) -> None:
+    import os
+    import shutil
+
+    binary = shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi")
+    if config_args:
+        os.environ["ZAQAR_CONFIG_FILE"] = config_args[-1]
+    os.execv(binary, [binary, "--http11-socket", f"{HOST}:{port}", "--master", "--processes", "1",
+                      "--threads", str(threads), "--enable-threads", "--die-on-term", "--disable-logging",
+                      "--module", "zaqar.transport.wsgi.application:application"])
+
+
+SERVERS = {"builtin": serve_builtin, "cheroot": serve_cheroot, "waitress": serve_waitress,
+           "gunicorn": serve_gunicorn, "uwsgi": serve_uwsgi}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
