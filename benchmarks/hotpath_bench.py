@@ -1,7 +1,8 @@
 """In-process hot paths: process CPU per ``Api.handle`` call, with the real Notifier running.
 
     python -m benchmarks.hotpath_bench [--store sqlite|sqlite-normal|redis|sql|all]
-                                       [--calls N] [--rounds R] [--redis-url URL] [--sql-url URL]
+                                       [--calls N] [--rounds R] [--threads 4,16] [--only OPS]
+                                       [--redis-url URL] [--sql-url URL]
 
 One thread drives ``Api(Context(store, notifier)).handle`` directly (no transport,
 no sockets), so the figure is what the API layer, the store client and the
@@ -14,7 +15,11 @@ went idle. Operations:
   an in-process push (what a websocket subscriber of this process costs, minus the socket);
 * ``claim10``: ``claim_create`` with ``limit=10`` on a queue pre-filled (untimed) through the store;
 * ``delete``: ``message_delete`` of each claimed message with its ``claim_id``, right after its
-  claim, as a consumer does (claim and deletes are timed apart).
+  claim, as a consumer does (claim and deletes are timed apart);
+* ``post1-tN`` (one per ``--threads`` count N): N threads started together, each posting 1
+  message per call to one shared queue, ``--calls`` posts in all, as a server's worker threads
+  do under load. Besides CPU per post it reports each post's latency (mean, p50, p99) and
+  posts/s of wall time: this is where a store that commits concurrent posts together shows.
 
 Every round uses fresh queues; the median round is printed, with the spread.
 Each store runs in a namespace of its own, removed at the end (a temporary
@@ -32,6 +37,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -168,6 +174,64 @@ def one_round(api: Api, store: DataDriver, notifier: Notifier, n: int, tag: str)
     return results
 
 
+def concurrent_posts(api: Api, notifier: Notifier, threads: int, total: int, tag: str) -> dict[str, float]:
+    """``threads`` threads posting 1 message per call to one fresh queue, ``total`` posts in all.
+
+    Returns CPU µs per post (whole process, notifier settled), the mean, p50 and p99 of the
+    posts' latencies in µs, and posts per second of wall time.
+    """
+    per_thread = max(total // threads, 1)
+    queue = f"conc{threads}-{tag}"
+    _check(api.handle(_post(queue, 1)).status, 201, "message_post")  # the queue exists before timing
+    _settle(notifier)
+    start = threading.Barrier(threads + 1)
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    failures: list[BaseException] = []
+
+    def poster(number: int) -> None:
+        handle, clock, mine = api.handle, time.perf_counter, latencies[number]
+        start.wait()
+        try:
+            for _ in range(per_thread):
+                began = clock()
+                status = handle(_post(queue, 1)).status
+                mine.append(clock() - began)
+                _check(status, 201, "message_post")
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=poster, args=(n,), daemon=True) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    cpu, wall = time.process_time(), time.perf_counter()
+    start.wait()
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - wall
+    _settle(notifier)
+    cpu = time.process_time() - cpu
+    if failures:
+        raise failures[0]
+    merged = sorted(latency for mine in latencies for latency in mine)
+    posts = len(merged)
+    return {
+        "cpu": cpu / posts * 1e6,
+        "mean": statistics.fmean(merged) * 1e6,
+        "p50": merged[posts // 2] * 1e6,
+        "p99": merged[min(posts - 1, posts * 99 // 100)] * 1e6,
+        "rate": posts / wall,
+    }
+
+
+def _wanted(args: argparse.Namespace) -> tuple[list[str], list[int]]:
+    """The serial operations and the thread counts of concurrent posts that ``--only`` keeps."""
+    counts = [int(n) for n in args.threads.split(",") if n.strip() and int(n) > 0]
+    if not args.only:
+        return list(OPS), counts
+    only = {name.strip() for name in args.only.split(",")}
+    return [op for op in OPS if op in only], [n for n in counts if f"post1-t{n}" in only]
+
+
 def bench_store(store_name: str, args: argparse.Namespace) -> dict[str, list[float]]:
     with namespace(store_name, args) as (driver_name, uri):
         store = storage.load_data_driver(driver_name, uri)
@@ -185,17 +249,29 @@ def bench_store(store_name: str, args: argparse.Namespace) -> dict[str, list[flo
             if cache is not None:
                 cache.wait_active(10)  # measure the steady state of a running server
             api = Api(Context(store=store, notifier=notifier))
-            one_round(api, store, notifier, max(args.calls // 10, 10), "warmup")
-            runs: dict[str, list[float]] = {op: [] for op in OPS}
+            serial, counts = _wanted(args)
+            runs: dict[str, list[float]] = {}
+            if serial:
+                one_round(api, store, notifier, max(args.calls // 10, 10), "warmup")
             for number in range(args.rounds):
-                for op, value in one_round(api, store, notifier, args.calls, f"r{number}").items():
-                    runs[op].append(value)
-            if pushed[0] == 0:
+                if serial:
+                    for op, value in one_round(api, store, notifier, args.calls, f"r{number}").items():
+                        if op in serial:
+                            runs.setdefault(op, []).append(value)
+                for threads in counts:
+                    figures = concurrent_posts(api, notifier, threads, args.calls, f"r{number}")
+                    for figure, value in figures.items():
+                        runs.setdefault(f"post1-t{threads}:{figure}", []).append(value)
+            if serial and pushed[0] == 0:
                 raise RuntimeError("the subscribed queue got no notification")
             return runs
         finally:
             notifier.stop()
             store.close()
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):8.1f} ({min(values):.0f}-{max(values):.0f})"
 
 
 def report(results: dict[str, dict[str, list[float]]]) -> None:
@@ -207,11 +283,21 @@ def report(results: dict[str, dict[str, list[float]]]) -> None:
         print(f"redis-py reply parser: {'hiredis' if redis.utils.HIREDIS_AVAILABLE else 'pure Python'}")
     print(f"{'operation':<11}" + "".join(f"{s:>24}" for s in stores))
     for op in OPS:
-        cells = []
-        for s in stores:
-            values = results[s][op]
-            cells.append(f"{statistics.median(values):8.1f} ({min(values):.0f}-{max(values):.0f})")
-        print(f"{op:<11}" + "".join(f"{c:>24}" for c in cells))
+        if op in results[stores[0]]:
+            print(f"{op:<11}" + "".join(f"{_cell(results[s][op]):>24}" for s in stores))
+    concurrent = sorted(
+        {key.partition(":")[0] for key in results[stores[0]] if ":" in key},
+        key=lambda name: int(name.rpartition("t")[2]),
+    )
+    if not concurrent:
+        return
+    print("\nconcurrent 1-message posts to one queue (median of rounds; min-max)")
+    labels = {"cpu": "CPU µs/post", "mean": "mean µs", "p50": "p50 µs", "p99": "p99 µs", "rate": "posts/s"}
+    print(f"{'operation':<24}" + "".join(f"{s:>24}" for s in stores))
+    for name in concurrent:
+        for figure, label in labels.items():
+            row = f"{name} {label}"
+            print(f"{row:<24}" + "".join(f"{_cell(results[s][f'{name}:{figure}']):>24}" for s in stores))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default="all", choices=(*STORES, "all"))
     parser.add_argument("--calls", type=int, default=2000, help="calls per operation per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        default="4,16",
+        help="thread counts of the concurrent post1-tN runs, comma-separated ('' for none)",
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of {', '.join(OPS)} and post1-tN (default: all)"
+    )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--sql-url", default=DEFAULT_SQL)
     args = parser.parse_args(argv)

@@ -26,8 +26,6 @@ _SCHEME = "sqlite://"
 # synchronous=normal: the WAL is fsynced only at checkpoints; commits stay
 # atomic and survive a crash of the process, but the last acknowledged
 # transactions can be lost on power loss. Several times faster on slow disks.
-# NOTE: concurrent posts of one process share a commit (common.GroupCommit), so at
-# full one fsync covers every post that arrived while the previous commit ran.
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 # consume_synchronous=normal (default): claims and deletes commit without an fsync of
