@@ -11,30 +11,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.functional.ws_helpers import serve, sqlite_api
 from tests.unit.transport.test_websocket_frames import client_frame
-from zaqar.api import Api, Context
-from zaqar.storage.sqlite import DataDriver
-from zaqar.transport.websocket import Settings, WebSocketServer, frames
+from zaqar.api import Api
+from zaqar.transport.websocket import WebSocketServer, frames
 
 HEADERS = {"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c", "X-Project-ID": "p"}
 
 
 @pytest.fixture
 def api(tmp_path) -> Iterator[Api]:
-    store = DataDriver(f"sqlite:///{tmp_path}/z.sqlite")
-    yield Api(Context(store=store))
-    store.close()
-
-
-def _serve(api: Api, **settings) -> WebSocketServer:
-    server = WebSocketServer(api, Settings(port=0, workers=4, **settings))
-    server.start()
-    return server
+    with sqlite_api(tmp_path) as made:
+        yield made
 
 
 @pytest.fixture
 def server(api) -> Iterator[WebSocketServer]:
-    srv = _serve(api)
+    srv = serve(api)
     yield srv
     srv.stop(grace=0.5)
 
@@ -143,7 +136,7 @@ def test_the_closing_handshake_echoes_the_peers_code(server):
 
 
 def test_a_peer_that_never_reads_has_a_bounded_backlog_and_is_dropped(api):
-    server = _serve(api, send_timeout=1.0, max_buffered=64 * 1024)
+    server = serve(api, send_timeout=1.0, max_buffered=64 * 1024)
     try:
         peer = Peer(server)
         peer.call("message_post", {"queue_name": "wide", "messages": [{"body": "x" * 20_000}] * 5})
@@ -185,7 +178,7 @@ def test_a_push_reaches_the_connection_that_subscribed(server):
 
 
 def test_stopping_closes_open_connections_with_1001(api):
-    server = _serve(api)
+    server = serve(api)
     peer = Peer(server)
     assert peer.call("ping_node")["headers"] == {"status": 204}
     server.stop(grace=1.0)

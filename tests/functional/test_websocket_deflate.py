@@ -19,34 +19,30 @@ import msgpack
 import pytest
 import websocket
 
+from tests.functional.ws_helpers import serve, sqlite_api
 from tests.server import running_server
 from tests.unit.transport.test_websocket_frames import client_frame
 from zaqar import bootstrap, conf
-from zaqar.api import Api, Context
-from zaqar.storage.sqlite import DataDriver
-from zaqar.transport.websocket import Settings, WebSocketServer, frames
+from zaqar.api import Api
+from zaqar.transport.websocket import WebSocketServer, frames
+
+
+@pytest.fixture
+def api(tmp_path) -> Iterator[Api]:
+    with sqlite_api(tmp_path) as made:
+        yield made
+
 
 HEADERS = {"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c", "X-Project-ID": "deflate"}
 TAIL = b"\x00\x00\xff\xff"
 BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 
 
-@pytest.fixture
-def api(tmp_path) -> Iterator[Api]:
-    store = DataDriver(f"sqlite:///{tmp_path}/z.sqlite")
-    yield Api(Context(store=store))
-    store.close()
-
-
-def _serve(api: Api, **settings) -> WebSocketServer:
-    server = WebSocketServer(api, Settings(port=0, workers=4, **settings))
-    server.start()
-    return server
 
 
 @pytest.fixture
 def server(api) -> Iterator[WebSocketServer]:
-    srv = _serve(api)
+    srv = serve(api)
     yield srv
     srv.stop(grace=0.5)
 
@@ -257,7 +253,7 @@ def test_the_config_switch_reaches_the_listener(tmp_path, text, enabled):
 
 
 def test_deflate_can_be_switched_off(api, peers):
-    server = _serve(api, permessage_deflate=False)
+    server = serve(api, permessage_deflate=False)
     try:
         peer = _peer(peers, server)
         assert peer.agreed is None
@@ -267,7 +263,7 @@ def test_deflate_can_be_switched_off(api, peers):
 
 
 def test_a_deflate_bomb_closes_with_1009_and_others_are_unaffected(api, peers):
-    server = _serve(api, max_frame_size=64 * 1024)
+    server = serve(api, max_frame_size=64 * 1024)
     try:
         peer, other = _peer(peers, server), _peer(peers, server)
         bomb = zlib.compressobj(9, zlib.DEFLATED, -12)

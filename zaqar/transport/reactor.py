@@ -237,12 +237,9 @@ class Channel:
             return
         if events & (_IN | _HUP):
             for _ in range(_READS_PER_TURN):
-                try:
-                    data = self.sock.recv(_READ_SIZE)
-                except BlockingIOError:
+                data = self._recv()
+                if data is None:
                     break
-                except OSError:
-                    data = b""
                 if not data:
                     self.eof = True
                     self.eof_received()
@@ -253,6 +250,15 @@ class Channel:
                     return
                 if len(data) < _READ_SIZE or len(self._out) >= self.max_buffered:
                     return
+
+    def _recv(self) -> bytes | None:
+        """What the socket has: None when nothing now, ``b""`` when the peer is gone."""
+        try:
+            return self.sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
 
     def _drain(self) -> None:
         with self.lock:
@@ -265,13 +271,7 @@ class Channel:
             except OSError:
                 self.close()
                 return
-        while True:
-            try:
-                data = self.sock.recv(_READ_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                data = b""
+        while (data := self._recv()) is not None:
             if not data:
                 self.close()
                 return

@@ -45,6 +45,24 @@ def cache_for(engine: sa.Engine) -> Cache | Uncached:
     return Cache(lambda: PostgresChannel(engine), name=f"postgresql-{engine.url.database}")
 
 
+def write_invalidating(db: Any, cache: Cache | Uncached, key: str, work: Any) -> Any:
+    """Run ``work(conn)`` as ``db.write`` and invalidate ``key`` in every process's cache.
+
+    Other processes hear it over NOTIFY when the transaction commits; this one
+    drops its copy at once, also when the write failed (it may have committed).
+    """
+
+    def notified(conn: sa.Connection) -> Any:
+        result = work(conn)
+        notify(conn, key)
+        return result
+
+    try:
+        return db.write(notified)
+    finally:
+        cache.invalidate(key)
+
+
 def notify(conn: sa.Connection, key: str) -> None:
     """Tell every process's cache that ``key`` changes when this transaction commits."""
     if conn.dialect.name == "postgresql":

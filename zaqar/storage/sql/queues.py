@@ -122,16 +122,7 @@ class QueueController(base.QueueController):
         and in this process right away, also when the write failed (it may have committed).
         """
         key = invalidation.metadata_key(pk, name)
-
-        def notified(conn: sa.Connection) -> Any:
-            result = work(conn)
-            invalidation.notify(conn, key)
-            return result
-
-        try:
-            return self._db.write(notified)
-        finally:
-            self._cache.invalidate(key)
+        return invalidation.write_invalidating(self._db, self._cache, key, work)
 
     def set_metadata(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> None:
         pk = project_key(project)

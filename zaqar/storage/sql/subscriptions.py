@@ -123,16 +123,7 @@ class SubscriptionController(base.SubscriptionController):
         committed).
         """
         key = invalidation.subscriptions_key(pk, queue)
-
-        def notified(conn: sa.Connection) -> Any:
-            result = work(conn)
-            invalidation.notify(conn, key)
-            return result
-
-        try:
-            return self._db.write(notified)
-        finally:
-            self._cache.invalidate(key)
+        return invalidation.write_invalidating(self._db, self._cache, key, work)
 
     def _new_id(self, now: float) -> str:
         with self._id_lock:
