@@ -103,6 +103,14 @@ def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         yield get
 
 
+class ServerClosed(ConnectionError):
+    """The server answered a request by closing the websocket (e.g. 4003 when a token expired)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"the server closed the websocket with {code}")
+        self.code = code
+
+
 def _socket_frames(url: str) -> tuple[websocket.WebSocket, FrameSend]:
     conn = websocket.create_connection(url, timeout=30)
 
@@ -111,7 +119,9 @@ def _socket_frames(url: str) -> tuple[websocket.WebSocket, FrameSend]:
             conn.send_binary(data)
         else:
             conn.send(data.decode())
-        _, reply = conn.recv_data()
+        opcode, reply = conn.recv_data()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ServerClosed(int.from_bytes(reply[:2], "big") if len(reply) >= 2 else None)
         return reply
 
     return conn, send
