@@ -1,7 +1,7 @@
 """The notifier: turns posted messages into deliveries, without ever blocking a poster.
 
 ``messages_posted`` asks the store for the queue's live subscriptions, a
-cheap read (cached in memory on Redis and PostgreSQL, ~10 µs on SQLite),
+cheap read (cached in memory on SQLite, Redis and PostgreSQL),
 and returns at once when there are none, which is the common case: no event,
 no thread wake-up. Otherwise it puts one event, carrying the subscriptions,
 on a bounded queue. A dispatcher thread hands one delivery per (subscription,
@@ -87,7 +87,7 @@ class Notifier:
     # -- the API layer's side (never blocks on a delivery, never raises) ----------------
     def messages_posted(self, project: str | None, queue: str, documents: list[dict[str, Any]]) -> None:
         # PERF: most queues have no subscriber. Asking here, through the store's cache, costs a
-        # dict lookup (Redis, PostgreSQL) or a ~10 µs read (SQLite), where handing every post
+        # dict lookup (a read of the store on MySQL), where handing every post
         # to the dispatcher cost ~150-300 µs of CPU per post in queue put, wake-up and GIL
         # hand-off (benchmarks/hotpath_bench.py).
         try:

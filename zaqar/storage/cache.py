@@ -36,10 +36,9 @@ answer from the value it had. Nothing stays stale longer than that:
 * Values that expire by time (subscriptions) are cached raw, with their
   expiry, and the driver filters them by its own clock on every read.
 
-SQLite has no cache: a read there is ~10 µs (no network), and processes
-sharing one file would need a cross-process version check per read, itself a
-read transaction of ~8 µs (see ``benchmarks/hotpath_bench.py`` and the
-report of issue #9); MySQL/MariaDB (no LISTEN/NOTIFY) reads the store every time.
+SQLite has no channel; its driver keeps the same reads in a cache of its own
+checked against counters in shared memory (``zaqar.storage.sqlite.generations``).
+MySQL/MariaDB (no LISTEN/NOTIFY) reads the store every time.
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ import os
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from zaqar.storage import base, errors
 from zaqar.storage.sqlite import schema
 from zaqar.storage.sqlite.claims import ClaimController
 from zaqar.storage.sqlite.common import Database, unavailable
+from zaqar.storage.sqlite.generations import GenerationCache, Generations
 from zaqar.storage.sqlite.messages import MessageController
 from zaqar.storage.sqlite.queues import QueueController
 from zaqar.storage.sqlite.subscriptions import SubscriptionController
@@ -78,15 +80,22 @@ class DataDriver(base.DataDriver):
         {base.Capability.FIFO, base.Capability.CLAIMS, base.Capability.DURABILITY, base.Capability.AOD}
     )
 
-    def __init__(self, uri: str, *, clock: base.Clock = time.time) -> None:
+    def __init__(self, uri: str, *, clock: base.Clock = time.time,
+                 cache_clock: Callable[[], float] = time.monotonic) -> None:
+        """``cache_clock`` (monotonic seconds) ages cached metadata and subscriptions (``generations``)."""
         path, synchronous = parse_uri(uri)
         self._clock = clock
         self._db = Database(path, synchronous, consume_level(uri))
         self._prepare(path)
-        self._queues = QueueController(self._db, clock)
+        try:
+            self._cache = GenerationCache(Generations(path + "-gen"), clock=cache_clock)
+        except OSError as exc:
+            self._db.close()
+            raise unavailable(exc) from exc
+        self._queues = QueueController(self._db, clock, self._cache)
         self._messages = MessageController(self._db, clock)
         self._claims = ClaimController(self._db, clock)
-        self._subscriptions = SubscriptionController(self._db, clock)
+        self._subscriptions = SubscriptionController(self._db, clock, self._cache)
 
     def _prepare(self, path: str) -> None:
         """Open the file once now, so a bad path fails at startup rather than on first request."""
@@ -151,3 +160,4 @@ class DataDriver(base.DataDriver):
 
     def close(self) -> None:
         self._db.close()
+        self._cache.close()

@@ -8,10 +8,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from zaqar.storage import base, errors
+from zaqar.storage.cache import Uncached
 from zaqar.storage.projects import project_key
 from zaqar.storage.sqlite.common import Database
+from zaqar.storage.sqlite.generations import GenerationCache
 
 _MISSING = object()
+
+
+def metadata_key(pk: str, name: str) -> str:
+    """The cache key of a queue's metadata (the shared-counter cache, ``generations``)."""
+    return f"m\x1f{pk}\x1f{name}"
 
 
 def _matches(metadata: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
@@ -19,9 +26,12 @@ def _matches(metadata: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
 
 
 class QueueController(base.QueueController):
-    def __init__(self, db: Database, clock: base.Clock) -> None:
+    def __init__(
+        self, db: Database, clock: base.Clock, cache: GenerationCache | Uncached | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._cache = cache if cache is not None else Uncached()
 
     def create(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> bool:
         with self._db.write() as conn:
@@ -39,23 +49,34 @@ class QueueController(base.QueueController):
         return row is not None
 
     def get_metadata(self, project: str | None, name: str) -> dict[str, Any]:
-        with self._db.read() as conn:
-            row = conn.execute(
-                "SELECT metadata FROM queues WHERE project = ? AND name = ?", (project_key(project), name)
-            ).fetchone()
-        if row is None:
+        # PERF: cached (the raw JSON, decoded per call so callers may change what they get):
+        # every post and claim reads it (see ``generations`` for how other processes' writes show).
+        pk = project_key(project)
+        raw = self._cache.get(metadata_key(pk, name), lambda: self._read_metadata(pk, name))
+        if raw is None:
             raise errors.QueueDoesNotExist(name=name, project=project)
-        metadata: dict[str, Any] = json.loads(row[0])
+        metadata: dict[str, Any] = json.loads(raw)
         return metadata
 
+    def _read_metadata(self, pk: str, name: str) -> str | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT metadata FROM queues WHERE project = ? AND name = ?", (pk, name)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def set_metadata(self, project: str | None, name: str, metadata: Mapping[str, Any]) -> None:
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?",
-                (json.dumps(dict(metadata)), project_key(project), name),
-            )
-            if cursor.rowcount == 0:
-                raise errors.QueueDoesNotExist(name=name, project=project)
+        pk = project_key(project)
+        try:
+            with self._db.write() as conn:
+                cursor = conn.execute(
+                    "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?",
+                    (json.dumps(dict(metadata)), pk, name),
+                )
+                if cursor.rowcount == 0:
+                    raise errors.QueueDoesNotExist(name=name, project=project)
+        finally:
+            self._cache.invalidate(metadata_key(pk, name))  # also after a failed commit: it may have landed
 
     def update_metadata(
         self,
@@ -67,25 +88,31 @@ class QueueController(base.QueueController):
         # BEGIN IMMEDIATE takes the write lock before the read, so concurrent
         # updates (from any thread or process) run one after another. An
         # exception from ``change`` rolls the transaction back unchanged.
-        with self._db.write() as conn:
-            row = conn.execute(
-                "SELECT metadata FROM queues WHERE project = ? AND name = ?", (pk, name)
-            ).fetchone()
-            if row is None:
-                raise errors.QueueDoesNotExist(name=name, project=project)
-            updated = change(json.loads(row[0]))
-            conn.execute(
-                "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?",
-                (json.dumps(dict(updated)), pk, name),
-            )
+        try:
+            with self._db.write() as conn:
+                row = conn.execute(
+                    "SELECT metadata FROM queues WHERE project = ? AND name = ?", (pk, name)
+                ).fetchone()
+                if row is None:
+                    raise errors.QueueDoesNotExist(name=name, project=project)
+                updated = change(json.loads(row[0]))
+                conn.execute(
+                    "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?",
+                    (json.dumps(dict(updated)), pk, name),
+                )
+        finally:
+            self._cache.invalidate(metadata_key(pk, name))
         return updated
 
     def delete(self, project: str | None, name: str) -> None:
         pk = project_key(project)
-        with self._db.write() as conn:
-            conn.execute("DELETE FROM messages WHERE project = ? AND queue = ?", (pk, name))
-            conn.execute("DELETE FROM claims WHERE project = ? AND queue = ?", (pk, name))
-            conn.execute("DELETE FROM queues WHERE project = ? AND name = ?", (pk, name))
+        try:
+            with self._db.write() as conn:
+                conn.execute("DELETE FROM messages WHERE project = ? AND queue = ?", (pk, name))
+                conn.execute("DELETE FROM claims WHERE project = ? AND queue = ?", (pk, name))
+                conn.execute("DELETE FROM queues WHERE project = ? AND name = ?", (pk, name))
+        finally:
+            self._cache.invalidate(metadata_key(pk, name))
 
     def list(
         self,

@@ -9,17 +9,20 @@ one with the same subscriber. ``gc`` deletes the rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from zaqar.storage import base, errors
+from zaqar.storage.cache import Uncached
 from zaqar.storage.projects import project_key
 from zaqar.storage.sqlite.common import Database
+from zaqar.storage.sqlite.generations import GenerationCache
 
 # id = 16 hex digits of a creation stamp (microseconds since the epoch, forced
 # to grow strictly within a queue and a process) + 8 random hex digits. Equal
@@ -30,6 +33,11 @@ _MAX_STAMP = 16**_STAMP_DIGITS - 1
 
 # The columns ``_from_row`` expects, in order.
 _COLUMNS = "id, subscriber, ttl, updated, options, confirmed"
+
+
+def subscriptions_key(pk: str, queue: str) -> str:
+    """The cache key of a queue's subscription rows (the shared-counter cache, ``generations``)."""
+    return f"s\x1f{pk}\x1f{queue}"
 
 
 def _is_subscription_id(value: str) -> bool:
@@ -111,9 +119,21 @@ def _holder(
 
 
 class SubscriptionController(base.SubscriptionController):
-    def __init__(self, db: Database, clock: base.Clock) -> None:
+    def __init__(
+        self, db: Database, clock: base.Clock, cache: GenerationCache | Uncached | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._cache = cache if cache is not None else Uncached()
+
+    @contextlib.contextmanager
+    def _changing(self, pk: str, queue: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the queue's subscriptions, then every process's cached rows dropped."""
+        try:
+            with self._db.write() as conn:
+                yield conn
+        finally:
+            self._cache.invalidate(subscriptions_key(pk, queue))  # also after a failed commit
 
     def create(
         self, project: str | None, queue: str, subscriber: str, ttl: int, options: Mapping[str, Any]
@@ -123,7 +143,7 @@ class SubscriptionController(base.SubscriptionController):
         encoded = _encode_options(options)
         # The write lock is held from the first statement, so the check and
         # the insert are atomic against every other thread and process.
-        with self._db.write() as conn:
+        with self._changing(pk, queue) as conn:
             floor = _stamp_floor(conn, pk, queue)
             _purge_expired(conn, pk, queue, now)
             conflict = _holder(conn, pk, queue, subscriber)
@@ -193,7 +213,7 @@ class SubscriptionController(base.SubscriptionController):
         if options is not None:
             assignments.append("options = ?")
             params.append(_encode_options(options))
-        with self._db.write() as conn:
+        with self._changing(pk, queue) as conn:
             # Expired rows go first: an expired target is missing, and an
             # expired holder of the new subscriber is no conflict.
             _purge_expired(conn, pk, queue, now)
@@ -218,11 +238,12 @@ class SubscriptionController(base.SubscriptionController):
         if not _is_subscription_id(subscription_id):
             raise errors.SubscriptionDoesNotExist(sid=subscription_id)
         now = self._clock()
-        with self._db.write() as conn:
+        pk = project_key(project)
+        with self._changing(pk, queue) as conn:
             cursor = conn.execute(
                 "UPDATE subscriptions SET confirmed = ?"
                 " WHERE project = ? AND queue = ? AND id = ? AND expires > ?",
-                (1 if confirmed else 0, project_key(project), queue, subscription_id, now),
+                (1 if confirmed else 0, pk, queue, subscription_id, now),
             )
             if cursor.rowcount == 0:
                 raise errors.SubscriptionDoesNotExist(sid=subscription_id)
@@ -230,24 +251,33 @@ class SubscriptionController(base.SubscriptionController):
     def delete(self, project: str | None, queue: str, subscription_id: str) -> None:
         if not _is_subscription_id(subscription_id):
             return
-        with self._db.write() as conn:
+        pk = project_key(project)
+        with self._changing(pk, queue) as conn:
             conn.execute(
                 "DELETE FROM subscriptions WHERE project = ? AND queue = ? AND id = ?",
-                (project_key(project), queue, subscription_id),
+                (pk, queue, subscription_id),
             )
 
     def delete_all(self, project: str | None, queue: str) -> None:
-        with self._db.write() as conn:
-            conn.execute(
-                "DELETE FROM subscriptions WHERE project = ? AND queue = ?", (project_key(project), queue)
-            )
+        pk = project_key(project)
+        with self._changing(pk, queue) as conn:
+            conn.execute("DELETE FROM subscriptions WHERE project = ? AND queue = ?", (pk, queue))
 
     def live(self, project: str | None, queue: str) -> list[base.Subscription]:
+        # PERF: the notifier asks this on every post, mostly of queues nobody subscribes to. The
+        # rows are cached (an empty list too) with their expiry and filtered per call, so expiry
+        # and age follow this driver's clock without any invalidation.
+        pk = project_key(project)
+        rows = self._cache.get(subscriptions_key(pk, queue), lambda: self._read_rows(pk, queue))
+        if not rows:
+            return []
         now = self._clock()
+        return [_from_row(queue, row[1:], now) for row in rows if row[0] > now]
+
+    def _read_rows(self, pk: str, queue: str) -> list[tuple[Any, ...]]:
         with self._db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM subscriptions WHERE project = ? AND queue = ? AND expires > ?"
-                " ORDER BY id",
-                (project_key(project), queue, now),
+            rows: list[tuple[Any, ...]] = conn.execute(
+                f"SELECT expires, {_COLUMNS} FROM subscriptions WHERE project = ? AND queue = ? ORDER BY id",
+                (pk, queue),
             ).fetchall()
-        return [_from_row(queue, row, now) for row in rows]
+        return rows
