@@ -302,7 +302,7 @@ class _Twins:
         ours, reference = results
         if ours[0] == "ok" and isinstance(ours[1], list) and ours[1] and isinstance(ours[1][0], str):
             self.twin.update(zip(ours[1], reference[1], strict=True))  # fresh ids from a post
-        if ours[0] == "ok" and isinstance(ours[1], tuple) and ours[1][0] is not None:
+        if ours[0] == "ok" and isinstance(ours[1], tuple) and isinstance(ours[1][0], str):
             self.twin[ours[1][0]] = reference[1][0]  # a fresh claim id
             self.claim_ids.append(ours[1][0])
         assert (ours[0], self._norm(ours[1], self.twin)) == (reference[0], self._norm(reference[1], {}))

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zaqar.storage import base, errors
-from zaqar.storage.redis.common import Backend, num
+from zaqar.storage.redis.common import Backend, evalsha, num
 
 _SUBSCRIPTION_ID = re.compile(r"[0-9a-f]{24}")
 
@@ -201,7 +201,7 @@ class SubscriptionController(base.SubscriptionController):
 
     def _run(self, name: str, key: str, args: Sequence[str]) -> Any:
         with self._backend.translated():
-            return self._scripts[name](keys=[key], args=list(args))
+            return evalsha(self._backend.client, self._scripts[name], [key], args)
 
     def _write(self, name: str, key: str, args: Sequence[str]) -> Any:
         """Run a script that changes the queue's subscriptions and publishes ``key`` when it does."""
