@@ -7,8 +7,7 @@ so two claims can never pick the same message, whichever clients run them.
 
 from __future__ import annotations
 
-import uuid
-
+from zaqar import randomness
 from zaqar.storage import base, errors
 from zaqar.storage.redis.common import Backend, IdConflict, is_claim_id, messages_from_reply, num
 from zaqar.storage.redis.messages import SPARE_TAILS, id_tails
@@ -32,7 +31,7 @@ class ClaimController(base.ClaimController):
         if limit <= 0:
             return None, []
         now = float(self._clock())
-        claim_id = uuid.uuid4().hex
+        claim_id = randomness.uuid4_hex()
         lease = [num(now + ttl), num(now + ttl + grace), str(int(ttl + grace)), str(int(ttl))]
         args = [num(now), claim_id, str(limit), *lease, *self._dead_letter_args(dead_letter, now)]
         target = queue if dead_letter is None else dead_letter.queue

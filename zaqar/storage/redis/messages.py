@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from zaqar import randomness
 from zaqar.storage import base, errors
 from zaqar.storage.redis.common import (
     Backend,
@@ -32,7 +32,7 @@ _LIST_BUDGET = 1000
 def id_tails(count: int) -> list[str]:
     """``count`` random id tails of 8 hex digits."""
     # PERF: one urandom call for all of them (a post needs 1 + SPARE_TAILS): ~2 µs instead of ~6.
-    drawn = secrets.token_hex(4 * count)
+    drawn = randomness.token_hex(4 * count)
     return [drawn[i : i + 8] for i in range(0, 8 * count, 8)]
 
 

@@ -12,12 +12,12 @@ hold the same message.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from zaqar import randomness
 from zaqar.storage import base, errors
 from zaqar.storage.projects import project_key
 from zaqar.storage.sql.database import Database
@@ -154,7 +154,7 @@ class ClaimController(base.ClaimController):
                 _move_to_dead_letter(conn, pk, queue, doomed, dead_letter, now)
             if not chosen:
                 return None, []
-            claim_id = uuid.uuid4().hex
+            claim_id = randomness.uuid4_hex()
             bump = 1 if dead_letter is not None else 0
             return claim_id, self._take(conn, pk, queue, claim_id, chosen, now, ttl, grace, bump)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from zaqar import randomness
 from zaqar.storage import base, errors
 from zaqar.storage.projects import project_key
 from zaqar.storage.sql.database import Database, chunked
@@ -46,7 +46,7 @@ def is_message_id(value: object) -> bool:
 
 
 def new_message_id(seq: int) -> str:
-    return f"{seq:016x}{secrets.token_hex(4)}"
+    return f"{seq:016x}{randomness.token_hex(4)}"
 
 
 def in_queue(pk: str, queue: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -9,10 +9,10 @@ message, whichever threads or processes they run in.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from zaqar import randomness
 from zaqar.storage import base, errors
 from zaqar.storage.projects import project_key
 from zaqar.storage.sqlite.common import Database
@@ -134,7 +134,7 @@ class ClaimController(base.ClaimController):
             chosen = _select(conn, project, queue, limit, dead_letter, now)
             if not chosen:
                 return None, []
-            claim_id = uuid.uuid4().hex
+            claim_id = randomness.uuid4_hex()
             messages = self._take(
                 conn,
                 pk,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from zaqar import randomness
 from zaqar.storage import base, errors
 from zaqar.storage.projects import project_key
 from zaqar.storage.sqlite.common import Database
@@ -65,7 +65,7 @@ def is_claim_id(value: str) -> bool:
 
 
 def new_message_id(seq: int) -> str:
-    return f"{seq:016x}{secrets.token_hex(4)}"
+    return f"{seq:016x}{randomness.token_hex(4)}"
 
 
 def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
