@@ -323,6 +323,36 @@ add("project-empty-x-tenant-id", "GET", "/v2/queues", 400, EMPTY_PROJECT_TITLE, 
 add("project-empty-x-tenant", "GET", "/v2/queues", 400, EMPTY_PROJECT_TITLE, EMPTY_PROJECT,
     headers={"X-Project-ID": None, "X-Tenant": ""})
 
+# --- text no store can hold (review 8 #5; [N]) -------------------------------------------------------
+# NUL, which PostgreSQL's text refuses: the same 400 from the API's validation on every store, never
+# a 503. (A real HTTP server refuses a NUL in a header before the app; falcon's test client does not.)
+
+
+def unstorable_param(name: str) -> str:
+    return f'The "{name}" parameter is invalid. The value may not contain NUL characters or unpaired ' \
+           "surrogates."
+
+
+_NUL_PROJECT = {"X-Project-ID": "a\x00"}
+add("nul-project-queue-list", "GET", "/v2/queues", 400, BAD_QUEUE_TITLE, BAD_QUEUE, headers=_NUL_PROJECT)
+add("nul-project-queue-put", "PUT", f"/v2/queues/{FRESH}", 400, BAD_QUEUE_TITLE, BAD_QUEUE,
+    headers=_NUL_PROJECT)
+add("nul-project-message-post", "POST", MESSAGES, 400, BAD_QUEUE_TITLE, BAD_QUEUE, headers=_NUL_PROJECT,
+    body=GOOD_POST)
+add("nul-project-via-x-tenant-id", "GET", "/v2/queues", 400, BAD_QUEUE_TITLE, BAD_QUEUE,
+    headers={"X-Project-ID": None, "X-Tenant-ID": "\x00"})
+add("nul-marker-queue-list", "GET", "/v2/queues?marker=%00", 400, INVALID_API, unstorable_param("marker"))
+add("nul-name-queue-list", "GET", "/v2/queues?name=a%00", 400, INVALID_API, unstorable_param("name"))
+add("nul-marker-message-list", "GET", f"{MESSAGES}?marker=a%00b", 400, INVALID_API,
+    unstorable_param("marker"))
+add("nul-marker-subscription-list", "GET", f"/v2/queues/{Q}/subscriptions?marker=%00", 400, INVALID_API,
+    unstorable_param("marker"))
+# ids are no free text: an impossible one is an unknown one (§0.8), a NUL one too
+add("nul-message-id-get", "GET", f"{MESSAGES}/a%00", 404, NOT_FOUND_TITLE,
+    f"Message a\x00 does not exist in queue {Q} for project {PROJECT}")
+add("nul-claim-id-message-delete", "DELETE", f"{MESSAGES}/<free>?claim_id=%00", 400, UNABLE_TO_DELETE,
+    CLAIM_GONE)
+
 # --- form bodies and Accept (§0.2, §0.3 steps 3-4) ----------------------------------------------
 
 _FORM = {"Content-Type": FORM_CT}
@@ -447,6 +477,10 @@ for label, raw in {"open-brace": "{", "dot": ".", "whitespace": "  ", "trailing-
     add(f"message-post-body-{label}", "POST", MESSAGES, 400, INVALID_BODY, PARSE, raw=raw)
 add("message-post-body-invalid-utf8", "POST", MESSAGES, 400, INVALID_BODY, PARSE,
     raw=b'{"messages": [{"body": "\xff\xfe"}]}')
+for label, raw in {"lone-high-surrogate": '{"messages": [{"body": "\\ud800", "ttl": 300}]}',
+                   "lone-low-surrogate-key": '{"messages": [{"body": {"\\udc00": 1}, "ttl": 300}]}'}.items():
+    # stored, it could never be encoded again: every later listing of the queue would fail
+    add(f"message-post-body-{label}", "POST", MESSAGES, 400, INVALID_BODY, PARSE, raw=raw)
 add("message-post-body-deeply-nested", "POST", MESSAGES, 400, INVALID_BODY, PARSE,
     raw='{"messages": [{"body": ' + "[" * 100_000 + "]" * 100_000 + "}]}")
 add("message-post-body-empty", "POST", MESSAGES, 400, INVALID_BODY, EMPTY_BODY, raw="")

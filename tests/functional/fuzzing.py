@@ -1,12 +1,18 @@
 """What the fuzz tests (test_fuzz.py) generate and check: seeded state, strategies, error shapes.
 
-``World`` is an Api on a fresh SQLite file with a frozen clock, seeded with a
+``World`` is an Api with a frozen clock and a pre-signed URL key over one of
+the stores (two pooled SQLite files, Redis or PostgreSQL), seeded with a
 queue, messages (two under a claim) and a subscription, and can tell
 everything a client could observe of two projects. Strategies draw requests
-that are mostly almost right (real routes, real field names, real ids), so
-the examples get past the first check and reach the handlers and the store.
-Ids in generated values are placeholders (``<free>``, ``<claimed>``,
-``<cid>``, ``<sid>``) filled in from the current seed when a request is sent.
+that are mostly almost right (real routes, real field names, real ids, grants
+signed with the World's key), so the examples get past the first check and
+reach the handlers and the store. Ids in generated values are placeholders
+(``<free>``, ``<claimed>``, ``<cid>``, ``<sid>``) filled in from the current
+seed when a request is sent; grants are signed then too (``signed_headers``).
+
+Answers are checked against the contract, not only for their shape: an HTTP
+error's title must be one of limits-and-errors.md §5.1, and since the stores
+are up, no answer may claim a storage outage.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ import string
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import msgpack
+import sqlalchemy as sa
 from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
 from zaqar import storage
 from zaqar.api import Api, Context, Features, Request
+from zaqar.notification.confirmation import signature
 from zaqar.storage import pooling
 from zaqar.transport.websocket import schemas
 from zaqar.transport.wsgi import routes
@@ -32,38 +40,80 @@ from zaqar.transport.wsgi import routes
 PROJECT, OTHER = "fuzz", "fuzz-other"
 QUEUE = "fizbit"
 CLIENT_ID = str(uuid.uuid4())
+SECRET = "fuzz-pre-signed-url-key"
 PLACEHOLDERS = ("<free>", "<claimed>", "<cid>", "<sid>")
 # A websocket 4xx may carry a non-error body where the contract says so (websocket.md §5).
 WS_ERROR_BODIES_EXEMPT = {("queue_get_stats", 404), ("subscription_create", 409)}
+# "pooled": two SQLite pools, with pools and flavors; the others: one store of that driver, admin mode.
+STORES = ("pooled", "redis", "sqlalchemy")
+
+
+def _redis_generation(uri: str, generation: int) -> str:
+    """``uri`` with its key prefix extended for one generation (the test's cleanup covers it)."""
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query))
+    query["prefix"] = query.get("prefix", "zaqar:") + f"g{generation}:"
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _empty_sql_schema(uri: str) -> None:
+    """Delete every row the store keeps (not its schema version), so a new generation starts empty.
+
+    # PERF: a new schema per generation costs a migration each time (~0.3 s); this costs ~10 ms.
+    """
+    engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        tables = [row[0] for row in conn.execute(sa.text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename <> 'zaqar_schema_version'"))]
+        if tables:
+            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)))
+    engine.dispose()
 
 
 class World:
-    """A seeded, pooled store (two SQLite pools) behind one Api; ``rebuild`` starts over with a new seed.
+    """A seeded store behind one Api; ``rebuild`` starts over with a new seed.
 
-    Pooling and admin mode are on, so pools, flavors and queue placement are fuzzed too.
+    ``store`` names the kind (``STORES``); ``uri`` is the server's for redis and
+    sqlalchemy (a private prefix or schema). The pooled kind has pooling and
+    admin mode on, so pools, flavors and queue placement are fuzzed too; every
+    kind has a pre-signed URL key, so share and URL-* headers get past the key check.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, store: str = "pooled", uri: str | None = None) -> None:
+        self.root, self.kind, self.uri = root, store, uri
         self.generation = 0
         self.store: Any = None
         self.rebuild()
+
+    def _open(self, clock: FakeClock) -> Api:
+        if self.kind == "redis":
+            assert self.uri is not None
+            self.store = storage.load_data_driver("redis", _redis_generation(self.uri, self.generation),
+                                                  clock=clock)
+        elif self.kind == "sqlalchemy":
+            assert self.uri is not None
+            _empty_sql_schema(self.uri)
+            self.store = storage.load_data_driver("sqlalchemy", self.uri, clock=clock)
+        else:
+            files = self.root / f"fuzz-{self.generation}"
+            files.mkdir()
+            control = storage.load_control_driver("sqlite", f"sqlite:///{files / 'catalog.sqlite'}")
+            for name in ("a", "b"):
+                control.pools.create(name, f"sqlite:///{files / f'pool-{name}.sqlite'}", 100)
+            control.flavors.create(PROJECT, "gold", ["b"])
+            self.store = pooling.DataDriver(control, clock=clock)
+            features = Features(admin_mode=True, pooling=True)
+            return Api(Context(store=self.store, clock=clock, features=features, control=control,
+                               pool_store=self.store.pool_store, signed_url_key=SECRET))
+        return Api(Context(store=self.store, clock=clock, features=Features(admin_mode=True),
+                           signed_url_key=SECRET))
 
     def rebuild(self) -> None:
         if self.store is not None:
             self.store.close()
         self.generation += 1
-        clock = FakeClock()
-        files = self.root / f"fuzz-{self.generation}"
-        files.mkdir()
-        control = storage.load_control_driver("sqlite", f"sqlite:///{files / 'catalog.sqlite'}")
-        for name in ("a", "b"):
-            control.pools.create(name, f"sqlite:///{files / f'pool-{name}.sqlite'}", 100)
-        control.flavors.create(PROJECT, "gold", ["b"])
-        self.store = pooling.DataDriver(control, clock=clock)
-        features = Features(admin_mode=True, pooling=True)
-        self.api = Api(Context(store=self.store, clock=clock, features=features, control=control,
-                               pool_store=self.store.pool_store))
+        self.api = self._open(FakeClock())
         self._call("queue_create", queue_name=QUEUE, metadata={"color": "blue", "_max_claim_count": 5})
         posted = self._call("message_post", queue_name=QUEUE,
                             messages=[{"body": {"n": n}, "ttl": 3600} for n in range(4)]).data
@@ -123,7 +173,7 @@ class World:
 
 # -- values -----------------------------------------------------------------------------------------
 # Choices among n + 1 cases. NOTE: sampled_from spreads its picks evenly where integers() favours 0.
-CHOICE = {n: st.sampled_from(range(n + 1)) for n in (2, 9, 19)}
+CHOICE = {n: st.sampled_from(range(n + 1)) for n in (2, 4, 9, 19)}
 
 
 def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -139,9 +189,12 @@ def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.Sear
 NUMBERS = st.sampled_from([0, -1, 1, 59, 60, 61, 300, 900, 43200, 43201, 1209600, 1209601, 2**31, 2**53 + 1,
                            2**63 - 1, 2**63, -(2**63) - 1, 2**64, 10**30]) | st.integers()
 TEXT = st.text(max_size=40)
+# Text no store can hold: NUL (PostgreSQL's text type refuses it) and unpaired surrogates (no UTF-8
+# encoding exists). Over HTTP only NUL gets through (%00); surrogates come from JSON "\ud800" escapes.
+UNSTORABLE = st.sampled_from(["\x00", "a\x00", "a\x00b", "fizbit\x00", "\ud800", "a\udfff", "\udc80\x00"])
 IDS = st.sampled_from(PLACEHOLDERS) | st.sampled_from(["", "0" * 24, "zz", "-", "<free>,<claimed>"])
 NAMES = mostly(st.sampled_from([QUEUE, "other", "dlq", "gold", "a", "b", "a" * 64, "."]),
-               st.sampled_from(["a" * 65, "", "bad name", "ü"]) | TEXT)
+               st.sampled_from(["a" * 65, "", "bad name", "ü"]) | TEXT | UNSTORABLE)
 SCALARS = (st.none() | st.booleans() | NUMBERS | st.floats(allow_nan=False, allow_infinity=False) | TEXT
            | IDS | st.sampled_from([QUEUE, "http://127.0.0.1:1/h", "mailto:a@b", "/metadata/color", "add"]))
 RESERVED = ["_default_message_ttl", "_max_messages_post_size", "_dead_letter_queue", "_max_claim_count",
@@ -168,7 +221,23 @@ OPTIONS = mostly(st.fixed_dictionaries({}, optional={"_retry_policy": mostly(RET
                                                     "post_headers": JSON}), JSON)
 SUBSCRIBERS = mostly(st.sampled_from(["http://127.0.0.1:1/h", "http://127.0.0.1:1/other", "https://x.test/",
                                       "mailto:a@b.test", "trust+http://x/", "ftp://x/", "http://",
-                                      "mailto:x"]), TEXT | JSON)
+                                      "mailto:x", "http://x.test/\x00", "http://x.test/\ud800"]),
+                     TEXT | JSON)
+# Pre-signed URL expiries (http-v2.md §8): the World's clock stands at 2023-11-14T22:13:20Z.
+VALID_EXPIRY = "2023-11-15T00:00:00"
+# Expiries whose instant lies beyond what a datetime holds, once moved to UTC.
+OVERFLOWING = st.sampled_from(["9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999-23:59",
+                               "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+23:59"])
+EXPIRIES = st.sampled_from([
+    "2023-11-14T22:13:21", "2023-11-14T22:13:20", "2001-01-01T00:00:00", "9999-12-31T23:59:59",
+    "0001-01-01T00:00:00", "10000-01-01T00:00:00", "2023-02-30T00:00:00", "2023-11-15T24:00:00", "2023-11-15",
+    "20231115T000000", "1700000000", "0", "-1", "", " ", "soon", "\uff12\uff10\uff12\uff13-11-15T00:00:00",
+    "2023-11-15T00:00:00\x00", "2023-11-15T00:00:00\ud800",
+]) | OVERFLOWING | TEXT
+# Other spellings of VALID_EXPIRY's instant: a grant signed for VALID_EXPIRY must not verify with them.
+RESPELLED = st.sampled_from(["2023-11-15T00:00:00Z", "2023-11-15T00:00:00+00:00", "2023-11-15 00:00:00",
+                             "2023-11-15T00:00:00.000", "2023-11-15T00:00:00.999999",
+                             "2023-11-15T02:00:00+02:00", " 2023-11-15T00:00:00", "2023-11-15T00:00"])
 PATCH_OP = mostly(st.fixed_dictionaries(
     {"op": mostly(st.sampled_from(["add", "remove", "replace", "test", "copy", "move"]), JSON),
      "path": mostly(st.sampled_from(["/metadata/color", "/metadata/new", "/metadata/a/b", "/metadata", "/",
@@ -178,7 +247,8 @@ PATCH_OP = mostly(st.fixed_dictionaries(
 # What each parameter usually looks like, with a chance of anything at all.
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "queue_name": NAMES, "pool_name": NAMES, "flavor_name": NAMES, "flavor": NAMES,
-    "message_id": IDS, "claim_id": IDS, "subscription_id": IDS, "marker": IDS | TEXT,
+    "message_id": IDS, "claim_id": IDS, "subscription_id": IDS, "marker": IDS | TEXT | UNSTORABLE,
+    "name": mostly(st.sampled_from(["fiz", "", "."]) | TEXT, UNSTORABLE),
     "limit": mostly(SMALL, NUMBERS | JSON), "pop": mostly(SMALL, NUMBERS | JSON), "ttl": TTL, "grace": TTL,
     "weight": mostly(SMALL, NUMBERS | JSON), "echo": BOOL, "include_claimed": BOOL, "include_delayed": BOOL,
     "detailed": BOOL, "confirmed": BOOL, "force": BOOL, "with_count": BOOL,
@@ -192,7 +262,10 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "subscription": mostly(st.fixed_dictionaries({}, optional={"subscriber": SUBSCRIBERS, "ttl": TTL,
                                                               "options": OPTIONS}), JSON),
     "patch": mostly(st.lists(PATCH_OP, max_size=3), JSON),
-    "paths": JSON, "methods": JSON, "expires": JSON,
+    "paths": mostly(st.lists(st.sampled_from(["messages", "claims", "subscriptions", "notallowed"]),
+                             max_size=3), JSON),
+    "methods": mostly(st.lists(st.sampled_from(["GET", "POST", "DELETE", "PATCH"]), max_size=3), JSON),
+    "expires": mostly(st.just(VALID_EXPIRY) | EXPIRIES, JSON),
 }
 
 
@@ -235,12 +308,92 @@ def mangled(draw: st.DrawFn, document: Any) -> bytes:
     return draw(st.binary(max_size=60))
 
 
+# -- pre-signed URLs (http-v2.md §8) --------------------------------------------------------------------
+GRANT_METHODS = st.lists(st.sampled_from(["GET", "POST", "DELETE", "PATCH", "PUT", "HEAD"]), max_size=3)
+GRANT_PATHS = st.lists(st.sampled_from(["messages", "claims", "subscriptions"]), max_size=2)
+SIGNINGS = ["exact"] * 6 + ["respelled", "narrower", "garbage"]
+
+
+@st.composite
+def grants(draw: st.DrawFn, method: str, path: str, *, http: bool) -> dict[str, Any]:
+    """What a pre-signed request carries before it is signed: mostly a grant for ``method`` on ``path``.
+
+    ``signing`` says how ``signed_headers`` signs it: ``exact`` with the World's key over exactly the
+    values sent (a genuine grant); ``respelled`` over VALID_EXPIRY while another spelling of that
+    instant is sent; ``narrower`` over one method and one path only; ``garbage`` not at all.
+    """
+    paths = [f"/v2/queues/{QUEUE}/{p}" for p in draw(GRANT_PATHS)]
+    if draw(CHOICE[9]) < 8:
+        paths.insert(0, path)
+    methods = draw(GRANT_METHODS)
+    if draw(CHOICE[9]) < 8:
+        methods.insert(0, method)
+    odd_projects = [OTHER, None, "", "a\x00"] + ([] if http else ["\ud800", 7])
+    project = draw(mostly(st.just(PROJECT), st.sampled_from(odd_projects)))
+    signing = draw(st.sampled_from(SIGNINGS))
+    if signing == "respelled":
+        expires = draw(RESPELLED)
+    else:
+        expiries = EXPIRIES.filter(_encodable) if http else EXPIRIES  # a header cannot carry a surrogate
+        expires = draw(st.sampled_from([st.just(VALID_EXPIRY), OVERFLOWING, expiries]).flatmap(lambda e: e))
+    garbage = draw(st.sampled_from(["", "0" * 64, "é" * 64]) | (HEADER_TEXT if http else TEXT | JSON))
+    return {"paths": paths, "methods": methods, "project": project, "expires": expires, "signing": signing,
+            "garbage": garbage}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _sign(paths: list[str], methods: list[str], project: Any, expires: str) -> str | None:
+    try:
+        return signature(SECRET, paths, methods, project, expires)
+    except (TypeError, ValueError):  # e.g. a surrogate, which no UTF-8 HMAC input can hold
+        return None
+
+
+def signed_headers(fill: Any, grant: dict[str, Any], *, http: bool) -> tuple[dict[str, Any], bool]:
+    """The URL-* and X-Project-ID headers of ``grant`` (ids filled in), and whether it is forged.
+
+    Forged: not signed with the World's key over exactly the values the server receives. A forged
+    grant must never let a request through, whatever its values mean (http-v2.md §8.3).
+    """
+    paths, methods = fill(grant["paths"]), grant["methods"]
+    project, expires = grant["project"], grant["expires"]
+    # NOTE: what the server receives: HTTP drops the blanks around a header's value.
+    received = [v.strip(" \t") if http and isinstance(v, str) else v for v in (project, expires)]
+    genuine = _sign(paths, methods, *received) if isinstance(expires, str) else None
+    signing = grant["signing"]
+    if signing == "exact":
+        made: Any = genuine
+    elif signing == "respelled":
+        made = _sign(paths, methods, project, VALID_EXPIRY)
+    elif signing == "narrower":
+        made = _sign(paths[:1], methods[:1], project, expires)
+    else:
+        made = grant["garbage"]
+    if made is None:
+        made = "0" * 64
+    headers: dict[str, Any] = {
+        "URL-Signature": made, "URL-Expires": expires,
+        "URL-Methods": ",".join(methods) if http else methods,
+        "URL-Paths": ",".join(paths) if http else paths,
+    }
+    if project is not None:
+        headers["X-Project-ID"] = project
+    return headers, made != genuine
+
+
 # -- HTTP ---------------------------------------------------------------------------------------------
 OPERATIONS = sorted((template, method, action) for template, methods in routes.ROUTES.items()
                     for method, action in methods.items())
 # The data plane gets most of the traffic: posts, claims and queue writes take the most input.
 BUSY = ("message_post", "claim_create", "claim_update", "queue_create", "queue_update", "subscription_create",
-        "message_delete_many", "message_list")
+        "message_delete_many", "message_list", "queue_list", "queue_share")
 WEIGHTED_OPERATIONS = OPERATIONS + [op for op in OPERATIONS if op[2] in BUSY] * 4
 QUERY_JUNK = st.sampled_from(["", "1.5", "TRUE", "junk", "-1", "99999999999999999999999", ",", "a,,b"]) | TEXT
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
@@ -269,7 +422,8 @@ def _http_query(draw: st.DrawFn, spec: routes.HttpSpec) -> str:
             query.append((name, draw(mostly(FIELD_VALUES.get(target, TEXT).map(_query_text), QUERY_JUNK))))
     if spec.filters or draw(CHOICE[9]) == 9:
         query += draw(st.lists(st.tuples(TEXT, QUERY_JUNK), max_size=2))
-    return urlencode(query)
+    # NOTE: a surrogate goes out as the UTF-8 bytes it would have (the server decodes them as it can).
+    return urlencode(query, errors="surrogatepass")
 
 
 def _http_body(draw: st.DrawFn, spec: routes.HttpSpec) -> bytes | None:
@@ -309,18 +463,38 @@ def http_requests(draw: st.DrawFn) -> dict[str, Any]:
     path = template
     while "{" in path:
         start, end = path.index("{"), path.index("}")
-        path = path[:start] + quote(str(draw(FIELD_VALUES[path[start + 1:end]])), safe="") + path[end + 1:]
+        value = str(draw(FIELD_VALUES[path[start + 1:end]]))
+        path = path[:start] + quote(value, safe="", errors="surrogatepass") + path[end + 1:]
+    grant = draw(grants(method, path, http=True)) if draw(CHOICE[4]) == 4 else None
     return {"method": method, "path": path, "query": _http_query(draw, spec),
-            "headers": _http_headers(draw, spec), "body": _http_body(draw, spec)}
+            "headers": _http_headers(draw, spec), "body": _http_body(draw, spec), "grant": grant}
 
 
 # What the HTTP server itself answers above 500, for requests it cannot read at all (http11.py).
 SERVER_REFUSALS = frozenset({501, 505})
+# Error titles of limits-and-errors.md §5.1 (falcon's "4xx ..." defaults included, as §5.1 allows).
+API_TITLES = frozenset({
+    "Invalid API request", "Invalid request body", "Invalid queue identification",
+    "Invalid topic identification", "Missing header value", "Wrong UUID value",
+    "Length of client id must be at least 10 and no greater than 36.", "Project-Id Missing",
+    "Empty project header not allowed", "Invalid Content-Type", "Invalid parameter",
+    "Empty extra spec not allowed", "Unable to delete", "Unable to update subscription",
+    "Unable to confirm subscription", "Unable to create pool", "Unable to create", "updatefail",
+    "Not authorized", "Not found", "404 Not Found", "405 Method Not Allowed", "406 Not Acceptable",
+    "Resource conflict", "415 Unsupported Media Type", "Internal server error",
+    "Service temporarily unavailable",
+})
+# TODO(#8): titles outside §5.1 that only the built-in server gives, for requests it cannot read
+# (http11.py, server.py) or with a method falcon does not know (§0.3 would give 405).
+SERVER_TITLES = frozenset({"Malformed request", "Request header fields too large", "Not implemented",
+                           "HTTP version not supported", "Request timeout", "Bad request"})
+# The 503 text of a storage outage (limits-and-errors.md §5.3); the World's stores are up.
+OUTAGE = "Please try again in a few seconds."
 
 
 def check_http_answer(method: str, status: int, content_type: str, content: bytes,
-                      allowed: frozenset[int] = frozenset()) -> None:
-    """Never a server error; every error in the documented shape; every body valid JSON."""
+                      allowed: frozenset[int] = frozenset(), titles: frozenset[str] = API_TITLES) -> None:
+    """Never a server error nor an outage; errors in the documented shape and titles; bodies valid JSON."""
     assert status < 500 or status in allowed, (status, content[:500])
     if method == "HEAD" or status in (204, 304) or not content:
         assert status < 400 or method == "HEAD", (status, "an error without a body")
@@ -329,9 +503,10 @@ def check_http_answer(method: str, status: int, content_type: str, content: byte
     document = strict_json(content)
     if status >= 400:
         assert isinstance(document, dict), document
-        assert isinstance(document.get("title"), str) and document["title"], document
+        assert document.get("title") in titles, document
         assert set(document) <= {"title", "description", "link"}, document
         assert isinstance(document.get("description", ""), str), document
+        assert OUTAGE not in document.get("description", ""), ("an outage while the store is up", document)
 
 
 def _no_constant(name: str) -> Any:
@@ -344,10 +519,14 @@ def strict_json(content: bytes | str) -> Any:
 
 
 # -- websocket ---------------------------------------------------------------------------------------
+# Tokens as a websocket envelope can carry them: odd ones (non-Latin-1, CR/LF) made Keystone
+# validation answer 500 once (review 8 #4).
+TOKENS = mostly(HEADER_TEXT, TEXT)
 WS_HEADERS = mostly(
-    st.fixed_dictionaries({"Client-ID": mostly(st.just(CLIENT_ID), HEADERS["Client-ID"] | JSON),
-                           "X-Project-ID": mostly(st.just(PROJECT), HEADERS["X-Project-ID"] | JSON)},
-                          optional={"X-Auth-Token": TEXT}).flatmap(
+    st.fixed_dictionaries({
+        "Client-ID": mostly(st.just(CLIENT_ID), HEADERS["Client-ID"] | UNSTORABLE | JSON),
+        "X-Project-ID": mostly(st.just(PROJECT), HEADERS["X-Project-ID"] | UNSTORABLE | JSON)},
+        optional={"X-Auth-Token": TOKENS}).flatmap(
         lambda h: mostly(st.just({**h, "X-Roles": "admin"}), st.just(h))),
     JSON)
 
@@ -355,6 +534,12 @@ WS_HEADERS = mostly(
 # "authenticate" (no auth configured: a constant answer) last, as hypothesis favours the first.
 WS_ACTIONS = sorted(schemas.ACTIONS - {"authenticate"}, key=lambda a: (not a.startswith("message"), a)) + [
     "authenticate"]
+
+
+# The method a pre-signed envelope needs granted, per action (websocket.md §10).
+WS_SIGNED_METHODS = {"message_list": "GET", "message_get": "GET", "message_get_many": "GET",
+                     "message_post": "POST", "message_delete": "DELETE", "message_delete_many": "DELETE"}
+GRANT = "<grant>"  # an envelope header replaced by a grant's signed headers when the frame is encoded
 
 
 @st.composite
@@ -369,7 +554,39 @@ def envelopes(draw: st.DrawFn) -> Any:
     for key in ("headers", "body"):
         if draw(CHOICE[19]) == 19:
             del document[key]
+    headers = document.get("headers")
+    if isinstance(headers, dict) and draw(CHOICE[4]) == 4:
+        queue = body.get("queue_name") if isinstance(body, dict) else None
+        method = WS_SIGNED_METHODS.get(action, "GET") if isinstance(action, str) else "GET"
+        headers[GRANT] = draw(grants(method, f"/v2/queues/{queue}/messages", http=False))
     return document
+
+
+@st.composite
+def signed_envelopes(draw: st.DrawFn) -> tuple[Any, bool, str, int]:
+    """A frame (as ``frames`` draws them) for a message action that carries a grant and no token."""
+    action = draw(st.sampled_from(sorted(WS_SIGNED_METHODS)))
+    required, optional = schemas._BODIES.get(action, ((), ()))
+    body = draw(fields(required + optional, required))
+    path = f"/v2/queues/{body.get('queue_name')}/messages"
+    headers = {"Client-ID": CLIENT_ID, GRANT: draw(grants(WS_SIGNED_METHODS[action], path, http=False))}
+    return {"action": action, "headers": headers, "body": body}, draw(st.booleans()), "envelope", 0
+
+
+def _with_grant(fill: Any, document: Any) -> tuple[Any, bool]:
+    """``document`` with its ids filled in and any grant signed; whether that grant is forged."""
+    document = fill(document)
+    headers = document.get("headers") if isinstance(document, dict) else None
+    if not isinstance(headers, dict) or GRANT not in headers:
+        return document, False
+    headers = dict(headers)
+    signed, forged = signed_headers(lambda value: value, headers.pop(GRANT), http=False)
+    return {**document, "headers": {**headers, **signed}}, forged
+
+
+def forged_grant(fill: Any, frame: tuple[Any, bool, str, int]) -> bool:
+    """Whether the frame's envelope carries a forged grant (one that must not let it through)."""
+    return frame[2] != "bytes" and _with_grant(fill, frame[0])[1]
 
 
 MSGPACK_EXTRAS = st.sampled_from([b"\x00\xff", msgpack.ExtType(5, b"x"), {1: "int key"}, {b"k": 1},
@@ -399,7 +616,7 @@ def encode_frame(fill: Any, frame: tuple[Any, bool, str, int]) -> bytes:
     document, binary, kind, cut = frame
     if kind == "bytes":
         return bytes(document)
-    document = fill(document)
+    document = _with_grant(fill, document)[0]
     if binary:
         try:
             data = msgpack.packb(document, use_bin_type=True)
@@ -426,6 +643,7 @@ def check_ws_reply(reply: Any) -> int:
         assert isinstance(body, dict) and set(body) in ({"error"}, {"exception", "error"}), reply
         assert isinstance(body["error"], str) or (body["error"] is None and "exception" in body), reply
         assert isinstance(body.get("exception", ""), str), reply
+        assert OUTAGE not in body.get("exception", ""), ("an outage while the store is up", reply)
     return status
 
 

@@ -199,3 +199,68 @@ def test_queue_placement_is_per_project(client: Client, pooled: bool) -> None:
         for c in clients
     ]
     assert [read() for read in bodies] == [[index] for index in range(len(clients))]
+
+
+# -- text no store can hold (review 8 #5) ----------------------------------------------------------
+NO_NUL = "may not contain NUL characters or unpaired surrogates"
+
+
+def _unstorable(client: Client, prefix: str = "a") -> list[str]:
+    """NUL, which PostgreSQL refuses and SQLite and Redis would keep.
+
+    NOTE: an unpaired surrogate (JSON "\\ud800") never gets this far: both transports refuse
+    the document that spells one as undecodable (tests/functional/bad_inputs.py, test_fuzz.py).
+    """
+    return [f"{prefix}\x00", "\x00"]
+
+
+def _refusal(client: Client, http: tuple[str, str], websocket: str) -> tuple[int, dict[str, Any]]:
+    title, description = http
+    if client.transport == "http":
+        return 400, {"title": title, "description": description}
+    return 400, {"title": None, "description": websocket}
+
+
+def test_markers_no_store_can_hold_are_refused_alike_on_every_store(client: Client) -> None:
+    """A 400 from the API's validation, the same on every store: never a 503 "try again" (PostgreSQL)."""
+    seed = Seed(client)
+    before = seed.snapshot()
+    for value in _unstorable(client):
+        cases = [("queue_list", {"marker": value}, "marker"),
+                 ("message_list", {"queue_name": Q, "marker": value}, "marker"),
+                 ("subscription_list", {"queue_name": Q, "marker": value}, "marker")]
+        if client.transport == "http":  # the name filter is HTTP's only (websocket.md §6.1)
+            cases.append(("queue_list", {"name": value}, "name"))
+        for action, params, field in cases:
+            text = f'The "{field}" parameter is invalid. The value {NO_NUL}.'
+            result = client.call(action, **params)
+            assert (result.status, result.body) == _refusal(client, ("Invalid API request", text), text), \
+                (action, params)
+    assert seed.snapshot() == before
+
+
+def test_project_ids_no_store_can_hold_are_refused_alike_on_every_store(client: Client, request) -> None:
+    """SQLite and Redis would keep ``a\\x00`` as a project of its own, PostgreSQL refuses it: all refuse."""
+    if client.transport == "http" and "@" in str(request.node.callspec.params["client"]):
+        pytest.skip("an HTTP server refuses a NUL in a header before the app (tests/unit/transport)")
+    seed = Seed(client)
+    before = seed.snapshot()
+    http = ("Invalid queue identification",
+            "The format of the submitted queue name or project id is not valid.")
+    cut = f"{client.headers['X-Project-ID']}-cut"
+    for project in _unstorable(client, cut):
+        other = as_project(client, project)
+        for action, params in (("queue_list", {}), ("queue_create", {"queue_name": Q}),
+                               ("message_post", {"queue_name": Q, "messages": [{"body": 1, "ttl": 60}]}),
+                               ("message_list", {"queue_name": Q}), ("queue_get_stats", {"queue_name": Q}),
+                               ("subscription_create", {"queue_name": Q, "subscriber": HOOK, "ttl": 3600})):
+            result = other.call(action, **params)
+            assert (result.status, result.body) == _refusal(client, http, f"Project ids {NO_NUL}."), \
+                (action, project)
+    assert seed.snapshot() == before
+    assert _ok(as_project(client, cut).call("queue_list"), 200)["queues"] == []  # nor under a cut name
+
+
+def test_a_subscriber_no_store_can_hold_is_refused_alike_on_every_store(client: Client) -> None:
+    result = client.call("subscription_create", queue_name=Q, subscriber="http://x.test/\x00", ttl=3600)
+    assert result.status == 400, result.body

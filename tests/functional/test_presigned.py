@@ -117,6 +117,25 @@ def test_a_tampered_grant_is_refused(client, sharer, project, tamper):
         assert_refused(client, posted)
 
 
+@pytest.mark.parametrize("expires", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00",
+                                     "9999-12-31T23:59:59.999999-23:59"])
+def test_an_expiry_no_datetime_holds_is_refused_and_the_connection_still_serves(client, sharer, expires):
+    """Review 8 #3: with no credentials, HTTP got a 500 and a traceback; a websocket was dropped."""
+    grant = sharer("jobs")
+    refused = client.call("message_list", queue_name="jobs", headers=signed(client, grant, expires=expires))
+    assert_refused(client, refused)
+    listed = client.call("message_list", queue_name="jobs", headers=signed(client, grant))  # same connection
+    assert listed.status == 200, listed.body
+
+
+@pytest.mark.parametrize("spelling", ["{}Z", "{}+00:00", "{}.999999"])
+def test_only_the_expiry_as_shared_verifies(client, sharer, spelling):
+    """Other spellings of the signed instant verified with the same signature (review 8 nit)."""
+    grant = sharer("jobs")
+    respelled = signed(client, grant, expires=spelling.format(grant["expires"]))
+    assert_refused(client, client.call("message_list", queue_name="jobs", headers=respelled))
+
+
 def test_a_grant_opens_no_other_path(client, sharer):
     grant = sharer("jobs", methods=["GET", "POST"])
     headers = signed(client, grant)

@@ -91,6 +91,11 @@ def test_expires_is_normalised_to_utc_seconds(http_client, given, stored):
     ({"expires": "junk"}, "Unable to parse date string 'junk'"),
     ({"expires": ["2030-01-01"]}, "Unable to parse date string ['2030-01-01']"),
     ({"expires": "2016-01-01T00:00:00"}, "`expires` is lower than the current time"),
+    # review 8 #3: instants no datetime holds once moved to UTC were a 500
+    ({"expires": "0001-01-01T00:00:00+01:00"}, "`expires` is lower than the current time"),
+    ({"expires": "9999-12-31T23:59:59-01:00"}, "Unable to parse date string '9999-12-31T23:59:59-01:00'"),
+    ({"methods": ["GET", "a\x00"]}, 'The "methods" parameter is invalid. The value may not contain NUL '
+                                    "characters or unpaired surrogates."),
 ])
 def test_bad_fields_are_400(http_client, fields, description):
     headers = dict(http_client.headers, **{"Content-Type": "application/json"})
@@ -102,6 +107,8 @@ def test_bad_fields_are_400(http_client, fields, description):
 
 @pytest.mark.parametrize("raw, description", [
     (b"{not json", "Request body could not be parsed."),
+    # NOTE: no UTF-8 text holds an unpaired surrogate, so the signature could never be computed
+    (b'{"methods": ["GET", "\\ud800"]}', "Request body could not be parsed."),
     (b"[]", "Document type not supported."),
     (None, "Request body can not be empty"),
 ])
@@ -141,6 +148,25 @@ def test_without_auth_http_still_verifies_grants(http_client, clock):
     assert (refused.status, refused.body) == (404, {"title": "404 Not Found"})
     clock.advance(24 * 3600 + 1)
     refused = http_client.call("message_post", queue_name="q", messages=[{"body": 1}], headers=_signed(grant))
+    assert (refused.status, refused.body) == (404, {"title": "404 Not Found"})
+
+
+@pytest.mark.parametrize("expires", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_grant_expiries_no_datetime_holds_are_a_404_not_a_500(http_client, expires):
+    """Review 8 #3: unauthenticated, any client could get a 500 and a traceback with one header."""
+    grant = http_client.call("queue_share", queue_name="q").body
+    overflowing = {**_signed(grant), "URL-Expires": expires}
+    refused = http_client.call("message_list", queue_name="q", headers=overflowing)
+    assert (refused.status, refused.body) == (404, {"title": "404 Not Found"})
+
+
+@pytest.mark.parametrize("spelling", ["{}Z", "{}+00:00", "{}.000", "{}.999999"])
+def test_a_grant_verifies_only_with_the_expiry_spelled_as_share_gave_it(http_client, spelling):
+    """The signature covers the expiry as sent (review 8 nit: other spellings of it verified too)."""
+    grant = http_client.call("queue_share", queue_name="q").body
+    assert http_client.call("message_list", queue_name="q", headers=_signed(grant)).status == 200
+    respelled = {**_signed(grant), "URL-Expires": spelling.format(grant["expires"])}
+    refused = http_client.call("message_list", queue_name="q", headers=respelled)
     assert (refused.status, refused.body) == (404, {"title": "404 Not Found"})
 
 

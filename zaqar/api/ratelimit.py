@@ -46,9 +46,10 @@ class TooManyRequests(ApiError):
     title = "Too many requests"
 
     def __init__(self, rate: float, burst: int, retry_after: int) -> None:
+        seconds = "1 second" if retry_after == 1 else f"{retry_after} seconds"
         super().__init__(
             f"This project may send {rate:g} requests per second (bursts of {burst}). "
-            f"Please try again in {retry_after} seconds.",
+            f"Please try again in {seconds}.",
             summary="Rate limit exceeded.",
             headers={"Retry-After": str(retry_after)},
         )

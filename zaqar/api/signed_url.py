@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hmac
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,10 @@ __all__ = ["DATE_FORMAT", "Grant", "create", "expiry", "path_allowed", "verify"]
 
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 DEFAULT_LIFETIME = datetime.timedelta(days=1)
+# The one spelling ``share`` hands out and signs (§8.2): ``DATE_FORMAT``, four-digit year, UTC.
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_UNPARSABLE = "Unable to parse date string {!r}"
+_PAST = "`expires` is lower than the current time"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +42,18 @@ def _utc(moment: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).replace(tzinfo=None)
 
 
+def _to_utc(moment: datetime.datetime, value: str) -> datetime.datetime:
+    """``moment`` as naive UTC; ValueError when that lies outside the years 1 to 9999."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    except OverflowError:
+        # NOTE: e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC; 0001-01-01T00:00:00+01:00
+        # is before year 1, and so in the past whatever the clock says.
+        raise ValueError(_PAST if moment.year == 1 else _UNPARSABLE.format(value)) from None
+
+
 def expiry(value: Any, now: float) -> datetime.datetime:
     """The naive UTC moment ``value`` names; raises ValueError with the contract's text (§8.1).
 
@@ -50,7 +67,7 @@ def expiry(value: Any, now: float) -> datetime.datetime:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise ValueError(f"Unable to parse date string {value!r}")
+        raise ValueError(_UNPARSABLE.format(value))
     try:
         number = int(value)
     except ValueError:
@@ -61,11 +78,10 @@ def expiry(value: Any, now: float) -> datetime.datetime:
     try:
         moment = datetime.datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"Unable to parse date string {value!r}") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+        raise ValueError(_UNPARSABLE.format(value)) from None
+    moment = _to_utc(moment, value)
     if moment <= _utc(now):
-        raise ValueError("`expires` is lower than the current time")
+        raise ValueError(_PAST)
     return moment
 
 
@@ -99,12 +115,29 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
+def _unexpired(stamp: str, now: float) -> bool:
+    """Whether ``stamp``, spelled exactly as ``share`` spells expiries, names a moment after ``now``."""
+    if not _STAMP.fullmatch(stamp):
+        return False
+    try:
+        return datetime.datetime.strptime(stamp, DATE_FORMAT) > _utc(now)
+    except ValueError:  # e.g. 2023-02-30T00:00:00
+        return False
+
+
 def verify(key: str | None, grant: Grant, method: str, path: str, now: float) -> bool:
     """Whether ``grant`` lets ``method`` on ``path`` through at ``now`` (epoch seconds).
 
     Checked in the contract's order (§8.3): method, path, then the signature
     over the grant's own values with an expiry still in the future. Any value
-    of the wrong type simply fails.
+    of the wrong type simply fails; nothing a request carries makes this raise.
+
+    The signature is checked over the expiry exactly as the request spells it,
+    which must be the one spelling ``share`` hands out (``DATE_FORMAT``, UTC).
+    NOTE: upstream parses it and signs the normalised value, so ``...Z``,
+    ``...+00:00`` or ``... 00:00:00.999`` verified with the signature of
+    ``...T00:00:00`` too (the last one for up to a second longer). No client
+    needs another spelling: each one sends back the ``expires`` it was given.
     """
     if key is None or not isinstance(grant.signature, str) or not isinstance(grant.expires, str):
         return False
@@ -112,9 +145,10 @@ def verify(key: str | None, grant: Grant, method: str, path: str, now: float) ->
         return False
     if not any(path_allowed(granted, path) for granted in grant.paths):
         return False
-    try:
-        stamp = expiry(grant.expires, now).strftime(DATE_FORMAT)
-    except ValueError:
+    if not _unexpired(grant.expires, now):
         return False
-    expected = signature(key, grant.paths, grant.methods, grant.project, stamp)
-    return hmac.compare_digest(expected.encode(), grant.signature.encode())  # any text, in constant time
+    try:
+        expected = signature(key, grant.paths, grant.methods, grant.project, grant.expires)
+        return hmac.compare_digest(expected.encode(), grant.signature.encode())  # any text, constant time
+    except (TypeError, ValueError):  # e.g. an unpaired surrogate (JSON "\ud800"), which UTF-8 cannot encode
+        return False

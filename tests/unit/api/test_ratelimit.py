@@ -44,6 +44,19 @@ def test_retry_after_rounds_up_to_whole_seconds():
     assert refused.value.headers["Retry-After"] == "3"  # 0.75 tokens missing at 0.25/s
 
 
+@pytest.mark.parametrize(("rate", "wait"), [(2.0, "1 second"), (0.25, "4 seconds")])
+def test_the_429_says_when_in_words(rate, wait):
+    limiter = RateLimiter(RateLimitSettings(rate=rate, burst=1), clock=FakeClock())
+    limiter.check("p")
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.check("p")
+    assert refused.value.to_dict() == {
+        "title": "Too many requests",
+        "description": f"This project may send {rate:g} requests per second (bursts of 1). "
+                       f"Please try again in {wait}.",
+    }
+
+
 def test_projects_have_separate_buckets():
     limiter = RateLimiter(RateLimitSettings(rate=1.0, burst=2), clock=FakeClock())
     assert _allowed(limiter, "a", 5) == 2

@@ -201,6 +201,19 @@ def test_nan_in_json_text_is_a_decode_error(api):
     assert reply["body"]["error"].startswith("Can't decode text (JSON) request.")
 
 
+def test_an_unpaired_surrogate_is_a_decode_error_and_stores_nothing(api):
+    """Stored, it could never be encoded again: every later listing of the queue would fail."""
+    post = {"action": "message_post", "headers": H,
+            "body": {"queue_name": "q", "messages": [{"body": "\ud800", "ttl": 300}]}}
+    reply = json.loads(protocol.handle_frame(api, json.dumps(post).encode(), False))
+    assert reply["headers"] == {"status": 400}
+    assert reply["body"]["error"].startswith("Can't decode text (JSON) request.")
+    assert api.ctx.store.queues.stats("p", "q").total == 0
+    post["body"]["messages"][0]["body"] = "\ud83d\ude00"  # an escaped pair is one character: fine
+    reply = json.loads(protocol.handle_frame(api, json.dumps(post).encode(), False))
+    assert reply["headers"] == {"status": 201}
+
+
 @pytest.mark.parametrize("ext", [msgpack.ExtType(5, b"xx"), msgpack.Timestamp(0)])
 def test_msgpack_ext_types_are_refused(api, ext):
     document = {"action": "message_post", "headers": H,

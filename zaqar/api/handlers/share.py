@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zaqar.api import errors, signed_url
+from zaqar.api import errors, signed_url, validation
 from zaqar.api.context import Context
 from zaqar.api.operations import operation
 from zaqar.api.request import Request, Response
@@ -43,7 +43,9 @@ def queue_share(ctx: Context, req: Request) -> Response:
     methods = p.get("methods") or ["GET"]
     if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
         raise errors.BadRequest("`methods` should be a list")
+    validation.storable_strings(methods, "methods")  # NOTE: the signature's UTF-8 cannot hold a surrogate
     try:
+        # NOTE: also for a date no datetime holds once moved to UTC (year 0 or 10000): 400, not 500.
         expires = signed_url.expiry(p.get("expires"), ctx.clock())
     except ValueError as exc:
         raise errors.BadRequest(str(exc)) from None

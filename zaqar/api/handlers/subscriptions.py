@@ -30,6 +30,7 @@ def _subscriber(ctx: Context, value: Any) -> str:
     )
     if not isinstance(value, str):
         raise unsupported
+    validation.storable_strings([value], "subscriber")
     parts = urlsplit(value)
     if parts.scheme not in types:
         raise unsupported

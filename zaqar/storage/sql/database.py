@@ -7,6 +7,16 @@ serialization conflict, which is the normal way for a database to resolve
 races. Writes run at READ COMMITTED and take row locks explicitly
 (``SELECT ... FOR UPDATE``); reads run at REPEATABLE READ so all statements
 of one read see one snapshot, as they do in the SQLite store.
+
+Failures are told apart, so that neither passes for the other:
+
+* the server cannot be reached, or refuses the setup: ``BackendUnavailable``
+  (503, and a warning: an operator must act);
+* the server aborted the transaction to resolve a race: run again;
+* the server refused a value (a data error: NUL in text, a number out of
+  range, text the encoding cannot carry): ``DataRefused``, which is no storage
+  error at all. The API layer validates input so that no such value gets
+  here (one that does is a bug there: a 500, never a "try again" outage).
 """
 
 from __future__ import annotations
@@ -55,6 +65,24 @@ _CONNECTION_ERRORS = (
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,
 )
+
+
+class DataRefused(ValueError):
+    """The database refused a value of the request as data (SQLSTATE class 22 and the like).
+
+    Not a ``StorageError``: retrying cannot help and nothing is down. Raised
+    only when input validation missed a value the store cannot hold.
+    """
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def refused(exc: BaseException) -> DataRefused:
+    """The error for a value the server (or its client library) refused; the statement is left out."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    return DataRefused(f"The database refused a value: {_first_line(cause)}")
 
 
 def unavailable(exc: BaseException) -> errors.BackendUnavailable:
@@ -182,11 +210,15 @@ class Database:
             except sa_exc.IntegrityError as exc:
                 if attempt == ATTEMPTS:
                     raise conflict() from exc
+            except sa_exc.DataError as exc:
+                raise refused(exc) from exc
             except sa_exc.DBAPIError as exc:
                 if attempt == ATTEMPTS or not is_transient(exc):
                     raise unavailable(exc) from exc
             except sa_exc.SQLAlchemyError as exc:
                 raise unavailable(exc) from exc
+            except UnicodeEncodeError as exc:  # an unpaired surrogate: the client library cannot send it
+                raise refused(exc) from exc
             # Real time, not the store's clock: this only spreads out the rerun.
             time.sleep(random.uniform(0, 0.005 * 2**attempt))
         raise AssertionError("unreachable")

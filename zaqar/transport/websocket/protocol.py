@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -43,12 +44,25 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# PERF: a \uD800-\uDFFF escape is rare (emoji written as escaped pairs); only then is the
+# document checked for an unpaired one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def decode(data: bytes, binary: bool) -> Any:
-    """Raises ValueError with the contract's text when the frame cannot be decoded."""
+    """Raises ValueError with the contract's text when the frame cannot be decoded.
+
+    A JSON frame may spell an unpaired surrogate ("\ud800"), which no UTF-8
+    text holds: stored, it would break every later reply that includes it, so
+    it is refused as undecodable (MessagePack's strict UTF-8 never yields one).
+    """
     try:
         if binary:
             return msgpack.unpackb(data, raw=False, strict_map_key=True)
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constants)
+        document = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
+        if _SURROGATE_ESCAPE.search(data):
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        return document
     except Exception as exc:  # msgpack raises several unrelated types
         kind = "binary (MessagePack)" if binary else "text (JSON)"
         raise ValueError(f"Can't decode {kind} request. {type(exc).__name__}: {exc}") from exc
