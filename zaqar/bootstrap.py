@@ -242,6 +242,9 @@ def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settin
         auth=authenticator(conf),
         max_connections=max_connections(conf, "websocket"),
         max_connections_per_address=group.max_connections_per_address,
+        # Browser pages that may connect: the listed ones, CORS's, and the console's (the HTTP port's).
+        allowed_origins=tuple(group.allowed_origins or ()) + tuple(conf.cors.allowed_origin or ()),
+        http_port=conf["drivers:transport:wsgi"].port,
     )
 
 

@@ -1,8 +1,9 @@
 """Abuse limits over real sockets: each refusal is the documented answer, and others are still served.
 
 Connection limits (total and per client address) on both listeners, an
-oversize HTTP body and websocket frame, and a request flood against the
-per-project rate limit. The servers run in process on free ports; a second
+oversize HTTP body and websocket frame (answered 400, skipped unread; closed
+only beyond the discard limit), a flood of empty websocket fragments, and a
+request flood against the per-project rate limit. The servers run in process on free ports; a second
 client address is 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux).
 """
 
@@ -12,10 +13,12 @@ import json
 import socket
 import struct
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from tests.conftest import FakeClock
@@ -240,15 +243,81 @@ def test_an_oversize_body_is_refused_while_another_client_is_served(http_server,
     assert json.loads(other_reader.response()[2])["messages"]["total"] == 1  # the oversize one left nothing
 
 
-def test_an_oversize_websocket_frame_closes_with_1009_while_another_peer_is_served(ws_server):
+_TOO_LARGE = {"request": {"action": None, "body": {}, "headers": {}, "api": "v2"}, "headers": {"status": 400},
+              "body": {"error": "Frame is too large. Max size: 1024 bytes."}}
+
+
+def _reply(peer: Peer) -> dict[str, Any]:
+    opcode, payload = peer.frame()
+    assert opcode == frames.OP_TEXT, (opcode, payload)
+    return json.loads(payload)
+
+
+def test_an_oversize_websocket_frame_gets_400_and_the_connection_goes_on_while_another_peer_is_served(
+    ws_server,
+):
     server = ws_server(max_frame_size=1024)
     big, other = Peer(server), Peer(server)
     envelope = {"action": "message_post", "headers": {"Client-ID": CLIENT_ID, "X-Project-ID": "p"},
                 "body": {"queue_name": "big", "messages": [{"body": "x" * 2048}]}}
     big.sock.sendall(client_frame(frames.OP_TEXT, json.dumps(envelope).encode()))
-    opcode, payload = big.frame()
-    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (frames.OP_CLOSE, 1009)
+    assert _reply(big) == _TOO_LARGE  # websocket.md §7: 400 {"error": ...} echoing no request
     assert other.call("queue_get_stats", queue_name="big")["headers"] == {"status": 404}  # nothing stored
+    assert big.call("message_post", queue_name="big", messages=[{"body": 1}])["headers"] == {"status": 201}
+
+
+def _huge_frame(peer: Peer, size: int) -> None:
+    """One binary frame of ``size`` zero bytes, sent in pieces (mask 0: the payload goes as it is)."""
+    peer.sock.sendall(struct.pack("!BBQ", 0x82, 0xFF, size) + bytes(4))
+    piece = bytes(64 * 1024)
+    for _ in range(size // len(piece)):
+        peer.sock.sendall(piece)
+    peer.sock.sendall(bytes(size % len(piece)))
+
+
+def test_an_oversize_frame_is_skipped_as_it_arrives_not_buffered(ws_server):
+    server = ws_server(max_frame_size=1024)
+    peer = Peer(server)
+    tracemalloc.start()
+    try:
+        _huge_frame(peer, 12 * 1024 * 1024)  # within the 16 MiB discard limit: skipped, answered 400
+        opcode, payload = peer.frame()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (opcode, msgpack.unpackb(payload)["headers"]) == (frames.OP_BINARY, {"status": 400})
+    assert peak < 2 * 1024 * 1024  # the 12 MiB went by a read at a time
+    assert peer.call("ping_node")["headers"] == {"status": 204}
+
+
+def test_a_frame_beyond_the_discard_limit_closes_with_1009_from_its_header(ws_server):
+    server = ws_server(max_frame_size=1024)
+    peer, other = Peer(server), Peer(server)
+    peer.sock.sendall(struct.pack("!BBQ", 0x82, 0xFF, frames.DISCARD_LIMIT + 1) + bytes(4) + bytes(1000))
+    opcode, payload = peer.frame()
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (frames.OP_CLOSE, 1009)
+    assert other.call("ping_node")["headers"] == {"status": 204}
+
+
+def test_a_flood_of_empty_fragments_is_bounded_and_the_message_answered_400(ws_server):
+    # Review 8 #6: 20 million empty continuations grew the server by 157 MB and were never answered.
+    server = ws_server(max_frame_size=1024)
+    peer, other = Peer(server), Peer(server)
+    empty = client_frame(frames.OP_CONTINUATION, b"", fin=False)
+    tracemalloc.start()
+    try:
+        peer.sock.sendall(client_frame(frames.OP_TEXT, b"", fin=False))
+        for _ in range(20):
+            peer.sock.sendall(empty * 10_000)  # 200,000 fragments, 1.2 MB of headers
+        peer.sock.sendall(client_frame(frames.OP_CONTINUATION, b"{}"))
+        reply = _reply(peer)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert reply == _TOO_LARGE
+    assert peak < 2 * 1024 * 1024
+    assert other.call("ping_node")["headers"] == {"status": 204}
+    assert peer.call("ping_node")["headers"] == {"status": 204}
 
 
 @pytest.fixture
@@ -273,7 +342,7 @@ def test_a_request_flood_gets_429_on_both_transports_while_other_projects_are_se
     assert json.loads(body) == {
         "title": "Too many requests",
         "description": "This project may send 1 requests per second (bursts of 5). "
-                       "Please try again in 1 seconds.",
+                       "Please try again in 1 second.",
     }
     peer = Peer(ws)
     refused = peer.call("queue_get_stats", "flood", queue_name="q")  # the same bucket as over HTTP

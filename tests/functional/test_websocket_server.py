@@ -130,23 +130,26 @@ def test_pool_and_flavor_actions_answer_404_when_pooling_is_off(server, action, 
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "msgpack"])
-def test_oversize_frame_closes_with_1009_and_the_server_lives_on(server, binary):
+def test_an_oversize_frame_gets_400_and_the_connection_goes_on(server, binary):
+    """websocket.md §7: larger frames are answered 400 {"error": ...}, not closed (§11)."""
     conn = _connect(server)
     big = {"action": "message_post", "headers": H,
            "body": {"queue_name": "big", "messages": [{"body": "x" * (400 * 1024)}]}}
     try:
         if binary:
             conn.send_binary(msgpack.packb(big, use_bin_type=True))
+            opcode, data = conn.recv_data()
+            assert opcode == websocket.ABNF.OPCODE_BINARY  # answered in the frame's own encoding
+            reply = msgpack.unpackb(data, raw=False)
         else:
             conn.send(json.dumps(big))
-        assert _close_code(conn) == 1009
+            reply = json.loads(conn.recv())
+        assert reply == {"request": {"action": None, "body": {}, "headers": {}, "api": "v2"},
+                         "headers": {"status": 400},
+                         "body": {"error": f"Frame is too large. Max size: {(256 + 64) * 1024} bytes."}}
+        assert _call(conn, "queue_get_stats", {"queue_name": "big"}, binary)["headers"] == {"status": 404}
     finally:
-        conn.shutdown()
-    other = _connect(server)
-    try:
-        assert _call(other, "queue_get_stats", {"queue_name": "big"})["headers"] == {"status": 404}
-    finally:
-        other.close()
+        conn.close()
 
 
 def test_ping_is_answered_with_pong(server):

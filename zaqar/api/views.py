@@ -57,10 +57,28 @@ def stats(s: QueueStats, now: float, locate: Callable[[MessageStamp], dict[str, 
     return {"messages": counts}
 
 
+# The header a connection-bound subscription's pushes carry to the websocket transport's
+# notification endpoint (its ``post_headers`` option): the transport's secret, never shown.
+PUSH_TOKEN_HEADER = "X-Zaqar-Push-Token"
+
+
 def subscription(s: Subscription) -> dict[str, Any]:
-    """All seven keys, always: python-zaqarclient indexes them directly."""
+    """All seven keys, always: python-zaqarclient indexes them directly.
+
+    A connection-bound subscription's options show as the client gave them
+    (``{}`` by default, websocket.md §9.1), without the push token.
+    """
     return {"id": s.id, "source": s.source, "subscriber": s.subscriber, "ttl": s.ttl, "age": s.age,
-            "options": s.options, "confirmed": s.confirmed}
+            "options": _shown_options(s.options), "confirmed": s.confirmed}
+
+
+def _shown_options(options: dict[str, Any]) -> dict[str, Any]:
+    headers = options.get("post_headers")
+    if not isinstance(headers, dict) or PUSH_TOKEN_HEADER not in headers:
+        return options
+    kept = {name: value for name, value in headers.items() if name != PUSH_TOKEN_HEADER}
+    shown = {key: value for key, value in options.items() if key != "post_headers"}
+    return {**shown, "post_headers": kept} if kept else shown
 
 
 def query_value(value: Any) -> str:

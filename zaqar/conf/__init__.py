@@ -100,7 +100,8 @@ _WEBSOCKET = [
         "max_frame_size",
         default=0,
         min=0,
-        help="Largest inbound message in bytes; larger ones close the connection with 1009. "
+        help="Largest inbound message in bytes; a larger one is skipped unread and answered 400, and "
+        "one over 16 MiB (or 4 x this) closes the connection with 1009. "
         "0: [transport] max_messages_post_size + 64 KiB.",
     ),
     cfg.FloatOpt(
@@ -124,6 +125,12 @@ _WEBSOCKET = [
         "that is a wildcard). Must be reachable from every server process sharing the store.",
     ),
     cfg.PortOpt("notification-port", default=0, help="Port of that endpoint; 0: any free port."),
+    cfg.ListOpt(
+        "allowed_origins", default=[],
+        help="Origins (scheme://host[:port]) of browser pages that may open a websocket, besides the "
+        "HTTP transport's own (the console) and [cors] allowed_origin; * for any. A handshake from "
+        "another page is refused with 403; clients that send no Origin (programs) are not checked.",
+    ),
     *_connection_opts("a refused upgrade (503)"),
 ]
 

@@ -285,31 +285,62 @@ def test_rsv1_without_negotiation_still_closes_with_1002():
     assert refusal(frames.FrameParser(1 << 20), client_frame(frames.OP_TEXT, COMPRESSED, rsv=0x40)) == 1002
 
 
-def test_a_deflate_bomb_closes_with_1009_without_inflating_it():
+def test_a_deflate_bomb_closes_with_1009_holding_no_more_than_a_piece_of_it():
     bomb = client_compress(zlib.compressobj(9, zlib.DEFLATED, -15), bytes(50_000_000))
     assert len(bomb) < 60_000  # within the frame limit: only the inflated size is over it
     codec = frames.PerMessageDeflate(frames.DeflateParams())
     tracemalloc.start()
     try:
         with pytest.raises(frames.ProtocolError) as caught:
-            codec.decompress(bomb, 100_000)
+            codec.decompress(bomb, 100_000, 1_000_000)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert caught.value.code == 1009
-    assert peak < 1_000_000  # inflating stopped near the limit: 50 MB were never produced
-    p = frames.FrameParser(100_000, codec)
-    assert refusal(p, client_frame(frames.OP_BINARY, bomb, rsv=0x40)) == 1009
+    assert peak < 1_000_000  # inflated in pieces and dropped: 50 MB were never held
+    p = frames.FrameParser(100_000, frames.PerMessageDeflate(frames.DeflateParams()))
+    assert refusal(p, client_frame(frames.OP_BINARY, bomb, rsv=0x40)) == 1009  # beyond DISCARD_LIMIT
 
 
 @pytest.mark.parametrize("size, limit, allowed", [(1000, 1000, True), (1001, 1000, False)])
 def test_the_inflated_size_counts_against_the_message_limit(size, limit, allowed):
     payload = client_compress(zlib.compressobj(6, zlib.DEFLATED, -15), b"a" * size)
     data = client_frame(frames.OP_TEXT, payload, rsv=0x40)
-    if allowed:
-        assert events(parser(max_message=limit), data) == [frames.Message(b"a" * size, False)]
-    else:
-        assert refusal(parser(max_message=limit), data) == 1009
+    expected = frames.Message(b"a" * size, False) if allowed else frames.Oversize(binary=False)
+    assert events(parser(max_message=limit), data) == [expected]
+
+
+def _context_messages(oversize: bytes) -> tuple[bytes, bytes, bytes]:
+    """An oversize message, then one that refers back into it (context takeover), as a client sends them."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    after = oversize[100:700]
+    first = client_compress(compressor, oversize)
+    second = client_compress(compressor, after)
+    assert len(second) < 100  # mostly a reference into the skipped message
+    return first, second, after
+
+
+@pytest.mark.parametrize("kind", ["inflates-over", "wire-over"])
+def test_a_skipped_compressed_message_still_feeds_the_window_the_next_one_refers_to(kind):
+    # Under the wire limit but over once inflated, or over it on the wire too (random bytes do not shrink).
+    oversize = b"abc" * 700 if kind == "inflates-over" else os.urandom(3000)
+    first, second, after = _context_messages(oversize)
+    data = (client_frame(frames.OP_BINARY, first[:len(first) // 2], fin=False, rsv=0x40)
+            + client_frame(frames.OP_CONTINUATION, first[len(first) // 2:])
+            + client_frame(frames.OP_TEXT, second, rsv=0x40))
+    for split in (0, 3, 1000):  # the masks of skipped pieces line up however the bytes arrive
+        p = parser(max_message=2000)
+        pieces = [data] if not split else [data[i:i + split] for i in range(0, len(data), split)]
+        found = [e for piece in pieces for e in events(p, piece)]
+        assert found == [frames.Oversize(binary=True), frames.Message(after, False)]
+
+
+def test_without_context_takeover_a_skipped_message_is_not_inflated_at_all():
+    p = parser(frames.DeflateParams(client_no_context_takeover=True), max_message=100)
+    bomb = client_compress(zlib.compressobj(9, zlib.DEFLATED, -15), bytes(50_000_000))
+    fresh = client_compress(zlib.compressobj(6, zlib.DEFLATED, -15), REPLY[:50])
+    data = client_frame(frames.OP_BINARY, bomb, rsv=0x40) + client_frame(frames.OP_TEXT, fresh, rsv=0x40)
+    assert events(p, data) == [frames.Oversize(binary=True), frames.Message(REPLY[:50], False)]
 
 
 def test_data_that_does_not_inflate_closes_with_1007():

@@ -38,3 +38,73 @@ def test_bad_upgrades_are_refused_with_a_status(change, status):
     refusal = handshake.refuse(raised.value)
     assert refusal.startswith(f"HTTP/1.1 {status}\r\n".encode())
     assert refusal.endswith(str(raised.value).encode())
+
+
+# -- Origin: which browser pages may connect (review 7 #16) ---------------------------------------------
+
+WS_HOST = "127.0.0.1:9000"
+
+
+@pytest.mark.parametrize("origin, host, allowed", [
+    (None, WS_HOST, True),  # no Origin: a program (python-zaqarclient), not a page
+    ("http://127.0.0.1:9000", WS_HOST, True),  # the websocket's own origin (websocket-client sends it)
+    ("http://127.0.0.1:8888", WS_HOST, True),  # the HTTP transport's: the console's page
+    ("http://localhost:8888", WS_HOST, True),  # the same page by its loopback name
+    ("http://[::1]:8888", "[::1]:9000", True),
+    ("https://mq.example.com", "mq.example.com", True),  # behind a TLS proxy: one origin for both
+    ("HTTP://MQ.Example.COM:9000", "mq.example.com:9000", True),
+    ("http://localhost:3000", WS_HOST, False),  # another web app on the same host (review 7 s18)
+    ("https://evil.example", WS_HOST, False),  # any web site
+    ("http://127.0.0.1.evil.example:8888", WS_HOST, False),
+    ("http://mq.example.com:8888", "other.example.com:9000", False),
+    ("null", WS_HOST, False),  # sandboxed frames and file: pages
+    ("not an origin", WS_HOST, False),
+    ("http://127.0.0.1:99999", WS_HOST, False),
+    ("http://127.0.0.1:8888", None, False),
+])
+def test_only_pages_of_the_services_own_origins_may_connect(origin, host, allowed):
+    policy = handshake.origin_policy((), http_port=8888)
+    assert handshake.origin_allowed(policy, origin, host) is allowed
+
+
+def test_listed_origins_and_the_wildcard_are_allowed():
+    policy = handshake.origin_policy(["https://dash.example.com/", " http://LOCALHOST:3000 ", "null"], 8888)
+    assert handshake.origin_allowed(policy, "https://dash.example.com", WS_HOST)
+    assert handshake.origin_allowed(policy, "https://dash.example.com:443", WS_HOST)  # default port
+    assert handshake.origin_allowed(policy, "http://localhost:3000", WS_HOST)
+    assert handshake.origin_allowed(policy, "null", WS_HOST)
+    assert not handshake.origin_allowed(policy, "https://dash.example.com:8443", WS_HOST)
+    anyone = handshake.origin_policy(["*"], 8888)
+    assert handshake.origin_allowed(anyone, "https://evil.example", WS_HOST)
+
+
+def test_without_a_known_http_port_any_page_of_the_websockets_host_may_connect():
+    policy = handshake.origin_policy(())
+    assert handshake.origin_allowed(policy, "http://127.0.0.1:8080", WS_HOST)
+    assert not handshake.origin_allowed(policy, "https://evil.example", WS_HOST)
+
+
+def test_a_refused_origin_gets_403():
+    headers = handshake.parse((GOOD + "Origin: https://evil.example\r\n").encode())
+    with pytest.raises(handshake.HandshakeError) as raised:
+        handshake.check_origin(handshake.origin_policy((), 8888), headers)
+    assert raised.value.status == "403 Forbidden"
+    handshake.check_origin(handshake.origin_policy((), 8888), handshake.parse(GOOD.encode()))
+
+
+def test_zaqar_conf_gives_the_websocket_its_allowed_origins_and_the_http_port(tmp_path):
+    from zaqar import bootstrap
+    from zaqar import conf as zconf
+
+    path = tmp_path / "zaqar.conf"
+    path.write_text(f"[DEFAULT]\nstate_path = {tmp_path}\n[drivers:transport:wsgi]\nport = 8123\n"
+                    "[drivers:transport:websocket]\nallowed_origins = https://a.example\n"
+                    "[cors]\nallowed_origin = https://b.example\n")
+    conf = zconf.load(["--config-file", str(path)])
+    settings = bootstrap.websocket_settings(conf, bootstrap.limits_from(conf))
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.http_port == 8123
+    policy = handshake.origin_policy(settings.allowed_origins, settings.http_port)
+    assert handshake.origin_allowed(policy, "http://127.0.0.1:8123", WS_HOST)
+    assert not handshake.origin_allowed(policy, "http://localhost:3000", WS_HOST)  # review 7 s18
+    assert handshake.origin_allowed(policy, "https://b.example", WS_HOST)

@@ -44,8 +44,10 @@ class WebSocketChannel(Channel):
         self.id = str(uuid.uuid4())
         self.send_timeout = settings.send_timeout
         self.max_buffered = settings.max_buffered
-        self.session = protocol.Session(subscriber=server.notification_url + self.id)
+        self.session = protocol.Session(subscriber=server.notification_url + self.id,
+                                        push_token=server.push_token(self.id))
         self._head: bytearray | None = bytearray()  # None once the connection is open
+        self._max_frame = settings.max_frame_size
         self._parser = frames.FrameParser(settings.max_frame_size)
         self._handshake_deadline = time.monotonic() + settings.handshake_timeout
         self.closing = False
@@ -74,8 +76,11 @@ class WebSocketChannel(Channel):
                 return
             if isinstance(event, frames.Message):
                 self.send_message(self.server.answer(self.session, event.data, event.binary), event.binary)
-            else:
+            elif isinstance(event, frames.Control):
                 self._control(event)
+            else:  # skipped unread, too large: answered, and the connection goes on (websocket.md §7)
+                LOG.debug("websocket %s sent a message over %d bytes", self.id, self._max_frame)
+                self.send_message(protocol.oversize(event.binary, self._max_frame), event.binary)
 
     def _opening(self, data: bytes) -> bytes:
         """Collect the upgrade request; answer it; return the bytes that followed it."""
@@ -89,6 +94,7 @@ class WebSocketChannel(Channel):
             return b""
         try:
             headers = handshake.parse(head)
+            handshake.check_origin(self.server.origins, headers)
         except handshake.HandshakeError as exc:
             self._refuse(exc)
             return b""

@@ -4,6 +4,14 @@ Done here rather than through a WSGI server so the websocket listener needs
 nothing but a socket, and so a bad handshake is answered without a thread
 per connection lingering in a framework.
 
+Origin (RFC 6455 §10.2): a browser says which page opens the connection, and
+a page of any web site may point a websocket at any address, loopback ones
+included. So a handshake with an ``Origin`` is refused (403) unless that
+origin is allowed (``check_origin``): the websocket's own (what non-browser
+clients such as websocket-client send), the HTTP transport's own on the same
+host (the console's page), or one the operator listed. Handshakes without an
+``Origin`` come from programs, which no page can drive, and are not checked.
+
 Extensions: permessage-deflate (RFC 7692) is accepted when offered, since every
 browser offers it and replies, which echo their request (websocket.md §4),
 compress well. The first offer we can honour wins (``negotiate_deflate``); an
@@ -14,8 +22,12 @@ so such a client still connects, uncompressed.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import ipaddress
 import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 from zaqar.transport.websocket.frames import DeflateParams
 
@@ -91,6 +103,92 @@ def refuse(error: HandshakeError) -> bytes:
         f"HTTP/1.1 {error.status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
         "Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n"
     ).encode() + body
+
+
+# -- Origin (RFC 6455 §4.2.2, §10.2) ----------------------------------------------------------------
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+Origin = tuple[str, str, int]  # scheme, host (lower case, IPv6 without brackets), port
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OriginPolicy:
+    """Which pages may open a websocket: see ``check_origin``.
+
+    ``allowed``: listed origins, parsed, and ``listed`` as written (lower case),
+    for those that are not scheme://host[:port] (``null``, extension pages);
+    ``anyone``: ``*`` was listed; ``http_port``: the HTTP transport's port, None
+    when unknown (any port of the websocket's host then passes).
+    """
+
+    allowed: frozenset[Origin] = frozenset()
+    listed: frozenset[str] = frozenset()
+    anyone: bool = False
+    http_port: int | None = None
+
+
+def _origin(text: str) -> Origin | None:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
+
+
+def origin_policy(allowed: Iterable[str], http_port: int | None = None) -> OriginPolicy:
+    """The policy for ``allowed`` origins (``*``: any page) and the HTTP transport's port."""
+    listed = {entry.strip().lower().rstrip("/") for entry in allowed if entry.strip()}
+    parsed = {found for entry in listed if (found := _origin(entry)) is not None}
+    return OriginPolicy(frozenset(parsed), frozenset(listed), "*" in listed, http_port)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_allowed(policy: OriginPolicy, origin: str | None, host: str | None) -> bool:
+    """Whether a page of ``origin`` may connect through ``host`` (the handshake's ``Host``).
+
+    Allowed: no ``Origin`` (not a browser); a listed one; otherwise a page on
+    the host the client connected to (loopback names count as one host), from
+    the websocket's own port or the HTTP transport's.
+    """
+    if origin is None or policy.anyone:
+        return True
+    text = origin.strip().lower()
+    if text in policy.listed:
+        return True
+    page = _origin(text)
+    if page is None:
+        return False  # "null" (sandboxed or file: pages) and anything else not scheme://host
+    if page in policy.allowed:
+        return True
+    try:
+        server = urlsplit("//" + (host or ""))
+        server_port = server.port
+    except ValueError:
+        return False
+    server_host = server.hostname
+    if not server_host or not (server_host == page[1] or (_loopback(server_host) and _loopback(page[1]))):
+        return False
+    own = server_port if server_port is not None else _DEFAULT_PORTS[page[0]]
+    return page[2] == own or policy.http_port is None or page[2] == policy.http_port
+
+
+def check_origin(policy: OriginPolicy, headers: Mapping[str, str]) -> None:
+    """Raise ``HandshakeError`` (403) for a browser page that may not connect."""
+    if not origin_allowed(policy, headers.get("origin"), headers.get("host")):
+        raise HandshakeError("pages of this origin may not open a websocket here "
+                             "([drivers:transport:websocket] allowed_origins)", "403 Forbidden")
 
 
 # -- permessage-deflate negotiation (RFC 7692 §5, §7.1) ---------------------------------------------

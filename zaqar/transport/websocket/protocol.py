@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from zaqar.api import Api, Request, signed_url, validation
+from zaqar.api import Api, Request, signed_url, validation, views
 from zaqar.api.errors import ApiError
 from zaqar.transport.auth import AuthenticationFailed, Authenticator, Identity
 from zaqar.transport.websocket import presenters, schemas
@@ -28,6 +28,10 @@ LOG = logging.getLogger("zaqar.transport.websocket")
 
 _NO_REQUEST = {"action": None, "body": {}, "headers": {}, "api": "v2"}
 _AUTH_ECHO = {"action": "authenticate", "body": {}, "headers": {}, "api": "v2"}
+# The header a connection's notification endpoint wants on every push (endpoint.py); a
+# connection-bound subscription carries it in its ``post_headers`` option (websocket.md §9.4),
+# which the API's views never show.
+PUSH_TOKEN_HEADER = views.PUSH_TOKEN_HEADER
 
 
 def encode(document: Any, binary: bool) -> bytes:
@@ -38,6 +42,12 @@ def encode(document: Any, binary: bool) -> bytes:
 
 def _reply(request: Mapping[str, Any], status: int, body: Any) -> dict[str, Any]:
     return {"request": request, "headers": {"status": status}, "body": body}
+
+
+def oversize(binary: bool, limit: int) -> bytes:
+    """The answer to a message over ``limit`` bytes, skipped unread: 400, echoing no request (§7)."""
+    error = {"error": f"Frame is too large. Max size: {limit} bytes."}
+    return encode(_reply(_NO_REQUEST, 400, error), binary)
 
 
 def _no_constants(name: str) -> Any:
@@ -115,9 +125,12 @@ class Session:
     ``identity`` is what the last successful ``authenticate`` bound (§8.1) and
     ``auth_deadline`` the ``time.monotonic()`` at which its token expires: the
     connection is closed then (4003) and refused as unauthenticated from then on.
+    ``push_token`` is what the notification endpoint wants with a push to this
+    connection; its connection-bound subscriptions carry it (``PUSH_TOKEN_HEADER``).
     """
 
     subscriber: str | None = None
+    push_token: str | None = None
     push_binary: bool = False
     bound: set[tuple[str | None, str, str]] = dataclasses.field(default_factory=set)
     identity: Identity | None = None
@@ -179,6 +192,8 @@ def _presigned(api: Api, action: str, headers: Mapping[str, Any], body: Any) -> 
     if method is None or "URL-Signature" not in headers or not isinstance(body, dict):
         return None
     project = headers.get("X-Project-ID")
+    if not isinstance(project, str) or not project:
+        return None
     grant = signed_url.Grant(headers.get("URL-Signature"), headers.get("URL-Expires"),
                              headers.get("URL-Methods"), headers.get("URL-Paths"), project)
     path = f"/v2/queues/{body.get('queue_name')}/messages"
@@ -228,15 +243,33 @@ def handle_document(
         except ApiError as exc:
             return _reply(echo, exc.status, presenters.error_body(exc))
     params = schemas.accepted(action, body if body is not None else {})
+    # A subscription of the connection itself (websocket.md §9.1): it carries the push token.
+    binds = session if action == "subscription_create" and "subscriber" not in params else None
     request = Request(action=action, project_id=project, client_id=headers.get("Client-ID"),
-                      params=params, roles=identity.roles if identity is not None else _roles(headers),
+                      params=params if binds is None else _with_push_token(params, binds),
+                      roles=identity.roles if identity is not None else _roles(headers),
                       connection=session.subscriber if session is not None else None)
     status, reply_body = presenters.present(action, api.handle(request), params)
-    bound = action == "subscription_create" and status == 201 and "subscriber" not in params
-    if session is not None and bound:
-        session.push_binary = binary
-        session.bound.add((project, params["queue_name"], reply_body["subscription_id"]))
+    if binds is not None and status == 201:
+        binds.push_binary = binary
+        binds.bound.add((project, params["queue_name"], reply_body["subscription_id"]))
     return _reply(echo, status, reply_body)
+
+
+def _with_push_token(params: Mapping[str, Any], session: Session) -> Mapping[str, Any]:
+    """A connection-bound subscription's parameters, its options carrying the push token (§9.4).
+
+    A server that posts a message then sends the token with the push, as it
+    sends any webhook's ``post_headers``. Options that are not an object are
+    left for the handler to refuse.
+    """
+    token = session.push_token
+    options = params.get("options", {})
+    if token is None or not isinstance(options, dict):
+        return params
+    given = options.get("post_headers")
+    headers = {**given, PUSH_TOKEN_HEADER: token} if isinstance(given, dict) else {PUSH_TOKEN_HEADER: token}
+    return {**params, "options": {**options, "post_headers": headers}}
 
 
 _AS_SENT = frozenset({"action", "headers", "body"})

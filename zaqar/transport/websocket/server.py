@@ -4,7 +4,8 @@ Concurrency model (zaqar/transport/reactor.py): ``workers`` threads share one
 epoll; the worker handed a ready connection reads it and answers its frames
 in order. No thread per connection, so thousands of idle connections cost
 memory, not threads; no thread waits on a peer, so a slow or hostile peer
-(slow handshake, replies left unread) delays nobody else.
+(slow handshake, replies left unread) delays nobody else. The notification
+endpoint (endpoint.py) is one more listener on the same reactor.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class Settings:
     notification_bind: str | None = None  # endpoint for connection-bound subscriptions; None: bind
     notification_port: int = 0  # 0: any free port
     notification_host: str | None = None  # host written into subscriber URLs; None: the bound address
+    notification_max_connections: int = 64  # open requests to that endpoint; more get 503
+    notification_timeout: float = 10.0  # seconds a push request has to arrive whole (else 408)
+    # Browser pages that may connect (their Origin header), besides the websocket's own origin and,
+    # on the same host, the HTTP transport's (``http_port``; None: any port of that host); "*": any.
+    allowed_origins: tuple[str, ...] = ()
+    http_port: int | None = None
     auth: Authenticator | None = None  # with an auth strategy: ``authenticate`` gates every other action
     max_connections: int = 0  # open connections beyond which upgrades are refused with 503; 0 = unlimited
     max_connections_per_address: int = 0  # the same, per client address (IPv6: per /64)
@@ -65,11 +72,15 @@ class WebSocketServer:
         self._api, self._notifier = api, notifier
         self._by_id: dict[str, WebSocketChannel] = {}
         self._lock = threading.Lock()
+        self.origins = handshake.origin_policy(settings.allowed_origins, settings.http_port)
+        self.reactor = Reactor("zaqar-ws", settings.workers)
         bind = settings.notification_bind or settings.bind
-        self._endpoint = endpoint.NotificationEndpoint(bind, settings.notification_port, self.push)
+        # NOTE: a posting server sends the message re-encoded as ASCII-only JSON, up to 3 times its size.
+        self._endpoint = endpoint.NotificationEndpoint(
+            self.reactor, bind, settings.notification_port, self.push, max_body=4 * settings.max_frame_size,
+            max_connections=settings.notification_max_connections, timeout=settings.notification_timeout)
         host = settings.notification_host or bind
         self.notification_url = f"http://{host}:{self._endpoint.port}/"
-        self.reactor = Reactor("zaqar-ws", settings.workers)
         limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_address, refusal)
         self._listener = self.reactor.listen(settings.bind, settings.port, self._channel, limits=limits)
         # Deleting a closed connection's subscriptions calls the store: never on the sweeper.
@@ -87,7 +98,6 @@ class WebSocketServer:
         return WebSocketChannel(self, reactor, sock, address)
 
     def start(self) -> None:
-        self._endpoint.start()
         if self._notifier is not None:
             self._notifier.register_local(self.notification_url, self.push)
         self.reactor.start()
@@ -95,6 +105,10 @@ class WebSocketServer:
     # -- the channels' side ---------------------------------------------------------------------
     def answer(self, session: protocol.Session, data: bytes, binary: bool) -> bytes:
         return protocol.handle_frame(self._api, data, binary, session, self.settings.auth)
+
+    def push_token(self, connection_id: str) -> str:
+        """What a push to ``connection_id`` must carry to be relayed by the notification endpoint."""
+        return self._endpoint.token(connection_id)
 
     def opened(self, channel: WebSocketChannel) -> None:
         with self._lock:
@@ -131,6 +145,5 @@ class WebSocketServer:
                 time.sleep(0.005)
         while time.monotonic() < deadline and any(c.buffered for c in channels if not c.closed):
             time.sleep(0.01)
-        self.reactor.stop()
+        self.reactor.stop()  # the notification endpoint's listener and requests included
         self._cleanup.shutdown(wait=True)
-        self._endpoint.stop()
