@@ -4,9 +4,12 @@ Just what keystonemiddleware uses: version discovery (``/`` and ``/v3``), a
 password login of the service user (``POST /v3/auth/tokens``, answered with a
 catalog naming this endpoint) and token validation (``GET /v3/auth/tokens``
 with ``X-Subject-Token``, authorised by a service token). Tests issue user
-tokens by hand (``issue``): any project, any roles, any lifetime, and
-``forget`` makes one unknown. As the real service does, an expired or unknown
-token validates as 404, which the middleware turns into 401.
+tokens by hand (``issue``): any project, any roles, any lifetime, also
+unscoped or domain-scoped ones (``issue(None)``), and ``forget`` makes one
+unknown. As the real service does, an expired or unknown token validates as
+404, which the middleware turns into 401. ``delay`` slows every validation
+down (a loaded Keystone); ``most_at_once`` is the most validations that were
+in flight together.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ _DOMAIN = {"id": "default", "name": "Default"}
 
 @dataclasses.dataclass(frozen=True)
 class Token:
-    project: str
+    project: str | None  # None: unscoped, or scoped to ``domain``
     roles: tuple[str, ...]
     issued: float
     expires: float
     user: str
+    domain: bool = False
 
 
 def _stamp(moment: float) -> str:
@@ -45,6 +49,8 @@ class FakeKeystone:
         self._tokens: dict[str, Token] = {}
         self._lock = threading.Lock()
         self.validations = 0  # GET /v3/auth/tokens answered, valid or not
+        self.delay = 0.0  # seconds every validation takes
+        self.in_flight = self.most_at_once = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.keystone = self  # type: ignore[attr-defined]
@@ -77,13 +83,16 @@ class FakeKeystone:
         self._server.server_close()
 
     # -- what tests use ----------------------------------------------------------------------
-    def issue(self, project: str, roles: Iterable[str] = ("member",), lifetime: float = 3600.0,
-              user: str = "alice") -> str:
-        """A new token id; a negative ``lifetime`` gives one that has already expired."""
+    def issue(self, project: str | None, roles: Iterable[str] = ("member",), lifetime: float = 3600.0,
+              user: str = "alice", domain: bool = False) -> str:
+        """A new token id; a negative ``lifetime`` gives one that has already expired.
+
+        ``project`` None: a token of no project, unscoped or (``domain``) scoped to the domain.
+        """
         token_id = uuid.uuid4().hex
         now = time.time()
         with self._lock:
-            self._tokens[token_id] = Token(project, tuple(roles), now, now + lifetime, user)
+            self._tokens[token_id] = Token(project, tuple(roles), now, now + lifetime, user, domain)
         return token_id
 
     def forget(self, token_id: str) -> None:
@@ -108,6 +117,12 @@ class FakeKeystone:
             "project": {"id": token.project, "name": f"name-{token.project}", "domain": _DOMAIN},
             "roles": [{"id": f"id-{role}", "name": role} for role in token.roles],
         }
+        if token.project is None:  # as Keystone shapes them: no project; roles only with a scope
+            del data["project"]
+            if token.domain:
+                data["domain"] = _DOMAIN
+            else:
+                del data["roles"]
         if catalog:
             data["catalog"] = [{
                 "id": "identity", "type": "identity", "name": "keystone",
@@ -170,6 +185,17 @@ class _Handler(BaseHTTPRequestHandler):
         keystone = self.keystone
         with keystone._lock:
             keystone.validations += 1
+            keystone.in_flight += 1
+            keystone.most_at_once = max(keystone.most_at_once, keystone.in_flight)
+        try:
+            time.sleep(keystone.delay)
+            self._answer_validation(catalog)
+        finally:
+            with keystone._lock:
+                keystone.in_flight -= 1
+
+    def _answer_validation(self, catalog: bool) -> None:
+        keystone = self.keystone
         service = keystone.live(self.headers.get("X-Auth-Token"))
         if service is None or service.user != SERVICE_USER:
             self._error(401, "Unauthorized")

@@ -29,8 +29,9 @@ from zaqar.storage.control import ControlDriver
 from zaqar.transport import websocket, wsgi
 from zaqar.transport.auth import KeystoneAuth, MiddlewareFactory
 from zaqar.transport.reactor import MAX_LINGERING_REFUSALS, raise_open_files_limit
-from zaqar.transport.wsgi.console import ConsoleSettings, is_loopback
-from zaqar.transport.wsgi.cors import CorsSettings
+from zaqar.transport.wsgi.app import request_id
+from zaqar.transport.wsgi.console import ConsoleSettings, is_loopback, outside_auth
+from zaqar.transport.wsgi.cors import CorsMiddleware, CorsSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -161,16 +162,25 @@ def authenticator(conf: cfg.ConfigOpts) -> KeystoneAuth | None:
     return entry[1]
 
 
-def build_wsgi_app(conf: cfg.ConfigOpts, api: Api) -> Any:
-    """The falcon app of the HTTP transport, configured for this deployment.
+def build_wsgi_app(conf: cfg.ConfigOpts, api: Api, *, own_server: bool = True) -> Any:
+    """The WSGI app of the HTTP transport, configured for this deployment.
 
     Every HTTP server runs this same app: the built-in one and, for
-    production, uwsgi or gunicorn through ``zaqar.transport.wsgi.application``.
+    production, uwsgi or gunicorn through ``zaqar.transport.wsgi.application``
+    (``own_server=False``: the server is not zaqar-server's, so its bind address
+    is unknown here). Layers, outermost first: CORS, so that every answer
+    carries its headers, keystonemiddleware's 401 too; token validation, which
+    the console's static routes bypass; the falcon app.
     """
     keystone = authenticator(conf)
-    app = wsgi.build_app(api, cors=cors_settings(conf), console=console_settings(conf),
-                         token_auth=keystone is not None)
-    return keystone.wrap(app) if keystone is not None else app
+    console = console_settings(conf, own_server=own_server)
+    app = falcon_app = wsgi.build_app(api, console=console, token_auth=keystone is not None)
+    if keystone is not None:
+        app = keystone.wrap(falcon_app)
+        if console is not None:
+            app = outside_auth(console, falcon_app, app)
+    cors = cors_settings(conf)
+    return CorsMiddleware(app, cors, request_id) if cors.enabled else app
 
 
 def cors_settings(conf: cfg.ConfigOpts) -> CorsSettings:
@@ -185,16 +195,19 @@ def cors_settings(conf: cfg.ConfigOpts) -> CorsSettings:
     )
 
 
-def console_settings(conf: cfg.ConfigOpts) -> ConsoleSettings | None:
+def console_settings(conf: cfg.ConfigOpts, *, own_server: bool = True) -> ConsoleSettings | None:
     """The console's settings, or None when it is off.
 
-    Unless ``[console] enabled`` says otherwise, it is on only when the HTTP
-    transport binds a loopback address: the page has no login of its own.
+    Unless ``[console] enabled`` says otherwise, it is on only when
+    zaqar-server's own HTTP server binds a loopback address: the page has no
+    login of its own. Under another WSGI server (``own_server=False``: uwsgi,
+    gunicorn, waitress) the address is unknown here, so it is on only when
+    enabled explicitly (review 7 #2).
     """
     group = conf.console
     enabled = group.enabled
     if enabled is None:
-        enabled = is_loopback(conf["drivers:transport:wsgi"].bind)
+        enabled = own_server and is_loopback(conf["drivers:transport:wsgi"].bind)
     if not enabled:
         return None
     ws = conf["drivers:transport:websocket"]

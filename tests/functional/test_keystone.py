@@ -10,6 +10,7 @@ comes from the token, never from ``X-Project-ID`` or ``X-Roles``.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -169,3 +170,81 @@ def test_cors_preflights_pass_without_a_token_and_requests_still_need_one(api, k
     bare = falcon.testing.TestClient(keystone_auth.wrap(wsgi.build_app(api, token_auth=True)))
     unauth = bare.simulate_options("/v2/queues", headers={**headers, "Access-Control-Request-Method": "GET"})
     assert unauth.status_code == 401
+
+
+# -- tokens of no project, odd tokens, the middleware's own refusals (review 8 #1, #4, #10) ------------
+
+@pytest.mark.parametrize("domain", [False, True], ids=["unscoped", "domain-scoped"])
+def test_a_token_of_no_project_is_refused_so_such_tokens_never_share_a_namespace(client, keystone, domain):
+    first, second = keystone.issue(None, domain=domain, user="mallory"), keystone.issue(None, domain=domain)
+    if isinstance(client, HttpActionClient):
+        for token in (first, second):
+            client.headers["X-Auth-Token"] = token
+            for action, params in [("queue_list", {}), ("message_post", {"queue_name": "shared",
+                                                                         "messages": [{"body": "x"}]})]:
+                refused = client.call(action, **params)
+                assert (refused.status, refused.body) == (400, {
+                    "title": "Project-Id Missing", "description": "The header X-PROJECT-ID was missing"})
+        return
+    for token in (first, second):  # authenticate itself refuses: the connection never acts for "None"
+        failed = client.call("authenticate", headers={"X-Auth-Token": token})
+        assert (failed.status, failed.body) == (400, {"title": None, "description": "Authentication failed."})
+        refused_unauthenticated(client, client.call("message_post", queue_name="shared",
+                                                    messages=[{"body": "secret"}]))
+        refused_unauthenticated(client, client.call("queue_list"))
+
+
+def test_a_token_with_surrounding_blanks_is_the_token(client, keystone, project):
+    if not isinstance(client, WsActionClient):
+        pytest.skip("websocket only: an HTTP server strips them itself")
+    login(client, f" {keystone.issue(project)}\t")
+    assert client.call("queue_list").status == 200
+
+
+def test_a_project_token_after_a_refused_one_of_no_project_works(client, keystone, project):
+    if not isinstance(client, WsActionClient):
+        pytest.skip("websocket only")
+    assert client.call("authenticate", headers={"X-Auth-Token": keystone.issue(None)}).status == 400
+    login(client, keystone.issue(project))
+    assert client.call("queue_list").status == 200
+
+
+ODD_TOKENS = ["\u2603snow", "a\nb", "a\r\nX-Subject-Token: {good}", "x" * 100_000, "\x00", "tab\there",
+              "é" * 10]
+
+
+@pytest.mark.parametrize("odd", ODD_TOKENS, ids=["non-latin-1", "newline", "crlf-injection", "100-kB",
+                                                 "nul", "tab", "latin-1"])
+def test_odd_tokens_get_401_without_a_keystone_round_trip_or_a_traceback(client, keystone, project, odd,
+                                                                        caplog):
+    token = odd.replace("{good}", keystone.issue(project))
+    before = keystone.validations
+    if isinstance(client, HttpActionClient):
+        if not all(" " < c <= "\xff" for c in token):
+            pytest.skip("not a value an HTTP header can carry")
+        if len(token) > 16 * 1024:
+            pytest.skip("over HTTP a head this large is refused by the server itself (431)")
+        client.headers["X-Auth-Token"] = token
+        refused = client.call("queue_list")
+        assert (refused.status, refused.body["title"]) == (401, "Unauthorized")
+    else:
+        failed = client.call("authenticate", headers={"X-Auth-Token": token})
+        assert (failed.status, failed.body) == (401, {"title": None, "description": "Authentication failed."})
+        login(client, keystone.issue(project))  # and the connection is fine for a good token after it
+    assert keystone.validations - before <= (0 if isinstance(client, HttpActionClient) else 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_keystonemiddleware_refusals_are_json_in_the_documented_shape(client, keystone):
+    if not isinstance(client, HttpActionClient):
+        pytest.skip("HTTP only")
+    for token in (None, "0123456789abcdef0123456789abcdef"):  # none, and one Keystone does not know
+        client.headers.pop("X-Auth-Token", None)
+        if token is not None:
+            client.headers["X-Auth-Token"] = token
+        refused = client.call("queue_list")
+        assert refused.status == 401
+        assert refused.body == {"title": "Unauthorized",
+                                "description": "The request you have made requires authentication."}
+        assert refused.headers["content-type"] == "application/json"
+        assert refused.headers["www-authenticate"].startswith("Keystone uri=")

@@ -25,3 +25,11 @@ def test_an_unknown_strategy_stops_the_server_instead_of_leaving_it_open(tmp_pat
     conf = _conf(tmp_path, f"auth_strategy = {value}")
     with pytest.raises(ValueError, match="auth_strategy must be '' or 'keystone'"):
         bootstrap.authenticator(conf)
+
+
+@pytest.mark.parametrize("value", ["none", ""])
+def test_none_is_upstreams_word_for_no_authentication(tmp_path, value):
+    conf = _conf(tmp_path, f"auth_strategy = {value}")
+    assert conf.auth_strategy == ""
+    assert bootstrap.authenticator(conf) is None
+    assert bootstrap.websocket_settings(conf, bootstrap.limits_from(conf)).auth is None

@@ -9,9 +9,18 @@ frozen settings.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
-from oslo_config import cfg
+from oslo_config import cfg, types
+
+
+class _AuthStrategy(types.String):
+    """``[DEFAULT] auth_strategy``: ``none`` (upstream's word) is read as '' (no authentication)."""
+
+    def __call__(self, value: str) -> str:
+        value = super().__call__(value)
+        return "" if value == "none" else value
 
 _DEFAULT = [
     cfg.BoolOpt("debug", default=False, help="Log at DEBUG level, one line per HTTP request included."),
@@ -19,7 +28,8 @@ _DEFAULT = [
     cfg.BoolOpt("pooling", default=False, help="Spread queues over several pools of message stores."),
     cfg.BoolOpt("enable_checksum", default=False, help="Add an MD5 checksum of the body to messages."),
     cfg.BoolOpt("unreliable", default=False, help="Allow message stores that are not durable."),
-    cfg.StrOpt("auth_strategy", default="", help="'' (none) or 'keystone'."),
+    cfg.Opt("auth_strategy", type=_AuthStrategy(), default="",
+            help="'' or 'none' (no authentication), or 'keystone'."),
     cfg.StrOpt(
         "state_path",
         default=os.path.join(
@@ -195,11 +205,14 @@ _CORS = [
 _CONSOLE = [
     cfg.BoolOpt("enabled", default=None,
                 help="Serve the browser console and the JavaScript client. Unset: only when "
-                "[drivers:transport:wsgi] bind is a loopback address (the console has no login)."),
+                "zaqar-server's HTTP server binds a loopback address ([drivers:transport:wsgi] bind; "
+                "the console has no login); never under uwsgi, gunicorn or another WSGI server "
+                "(zaqar.transport.wsgi.application), whose address zaqar.conf does not give."),
     cfg.StrOpt("path", default="/console", help="URL path of the console (outside /v2)."),
     cfg.StrOpt("websocket_url",
                help="Websocket URL the console connects to, e.g. wss://mq.example.com/ behind a proxy. "
-               "Default: the websocket transport's address (the page's host when it binds a wildcard)."),
+               "Default: the websocket transport's address (the page's host when it binds a wildcard; "
+               "none for a browser on another machine when it binds loopback: the page uses HTTP)."),
     cfg.FloatOpt("poll_interval", default=2.0, min=0.2,
                  help="Seconds between polls of a watched queue when the page has to use HTTP."),
 ]
@@ -250,6 +263,27 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return list(GROUPS.items())
 
 
+# keystonemiddleware's defaults leave a token validation unbounded in time (http_connect_timeout
+# unset) and retry a refused connection 3 times (0.5 + 1 + 2 s of back-off): a worker thread waited
+# 3.5 s per uncached token while Keystone was down. These bound it to about 5 s and 0.5 s.
+KEYSTONE_DEFAULTS = {"http_connect_timeout": 5, "http_request_max_retries": 1}
+
+
+def _keystone_defaults(conf: cfg.ConfigOpts) -> None:
+    """Register keystonemiddleware's ``[keystone_authtoken]`` options with our defaults for timeouts."""
+    try:
+        with warnings.catch_warnings():
+            # NOTE: webob (under keystonemiddleware) imports the cgi module, deprecated in Python 3.11.
+            warnings.filterwarnings("ignore", "'cgi' is deprecated", DeprecationWarning)
+            from keystonemiddleware.auth_token import list_opts
+    except ImportError:  # bootstrap explains what to install
+        return
+    for group, opts in list_opts():
+        conf.register_opts(opts, group=group)
+    for name, value in KEYSTONE_DEFAULTS.items():
+        conf.set_default(name, value, group="keystone_authtoken")
+
+
 def load(args: Sequence[str] = (), config_files: Sequence[str] | None = None) -> cfg.ConfigOpts:
     """Parse the command line and config files into a fresh ConfigOpts."""
     conf = cfg.ConfigOpts()
@@ -262,4 +296,6 @@ def load(args: Sequence[str] = (), config_files: Sequence[str] | None = None) ->
         default_config_files=list(config_files) if config_files is not None else None,
         default_config_dirs=[] if config_files is not None else None,
     )
+    if conf.auth_strategy == "keystone":
+        _keystone_defaults(conf)
     return conf

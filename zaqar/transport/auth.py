@@ -13,6 +13,21 @@ Both transports validate tokens through one keystonemiddleware ``AuthProtocol``
   headers through the same middleware as a WSGI environ (websocket.md §8.1) and
   returns the identity, which the connection keeps until the token expires.
 
+Both also keep unauthenticated clients from starving authenticated ones. A
+token that does not look like one (anything but 1 to 8192 visible ASCII
+characters) is dropped before the middleware sees it, so it is refused (401)
+without a round trip to Keystone. A token not seen valid in the last few
+minutes costs a Keystone round trip on the worker thread that carries it; at
+most ``max_pending`` such validations run at once per transport
+(``MAX_PENDING``: half the 4 workers a transport runs on SQLite or Redis), and
+one more is refused at once with 503, so the other workers keep serving the
+tokens that validated lately (answered from keystonemiddleware's cache).
+
+HTTP errors of the middleware itself (401 for a bad token, 503 while Keystone
+is unreachable, which webob renders as HTML) are answered in the contract's
+shape instead: ``{"title", "description"}`` JSON (limits-and-errors.md §5),
+with the middleware's other headers (``WWW-Authenticate``) kept.
+
 The middleware itself is built by ``zaqar.bootstrap`` from ``[keystone_authtoken]``;
 this module only needs it as a WSGI middleware factory.
 """
@@ -20,9 +35,15 @@ this module only needs it as a WSGI middleware factory.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import http
 import io
+import json
 import logging
+import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -33,6 +54,26 @@ MiddlewareFactory = Callable[[WsgiApp], WsgiApp]
 
 _NEXT = "zaqar.auth.next"  # the app behind the middleware for this request; absent for a probe
 _PROBE = "zaqar.auth.probe"  # where a websocket authentication collects the identity
+_SLOT = "zaqar.auth.slot"  # the pending-validation slot this request holds, until validation ends
+_LEARN = "zaqar.auth.learn"  # the fingerprint of a token to remember once it validated
+_REACHED = "zaqar.auth.reached"  # set once validation let the request through to the app
+
+# Validations of tokens not seen valid lately running at once, per transport; more are refused with 503.
+# NOTE: each holds a worker thread: half of the fewest workers a transport runs (4, bootstrap.py).
+MAX_PENDING = 2
+# Tokens remembered as valid (fingerprints), and for how long: keystonemiddleware's default cache time.
+KNOWN_TOKENS = 10_000
+KNOWN_FOR = 300.0
+# What a token can look like: Keystone's are hex (UUID), URL-safe base64 (Fernet) or JWS, all far shorter.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
+_TOKEN_HEADERS = ("HTTP_X_AUTH_TOKEN", "HTTP_X_SERVICE_TOKEN")
+_MIDDLEWARE_ERRORS = {
+    401: ("Unauthorized", "The request you have made requires authentication."),
+    503: ("Service temporarily unavailable",
+          "The identity service could not check the token. Please try again in a few seconds."),
+}
+_BUSY = ("Service temporarily unavailable",
+         "Too many tokens are being checked at once. Please try again in a few seconds.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,39 +142,170 @@ def _probe_environ(headers: Mapping[str, Any]) -> dict[str, Any]:
     return environ
 
 
+def _drop_odd_tokens(environ: dict[str, Any]) -> str | None:
+    """Remove token headers that cannot be tokens; the user token left, if any.
+
+    # NOTE: a newline or a non-Latin-1 character in a token made the middleware's
+    # request to Keystone raise (500 and a traceback, review 8 #4); without a
+    # token the middleware answers 401 at once.
+    """
+    for name in _TOKEN_HEADERS:
+        value = environ.get(name)
+        if value is None:
+            continue
+        value = value.strip(" \t")  # as an HTTP server strips a field value (a websocket's is verbatim)
+        if _TOKEN.fullmatch(value):
+            environ[name] = value
+        else:
+            del environ[name]
+    token = environ.get("HTTP_X_AUTH_TOKEN")
+    return token if isinstance(token, str) else None
+
+
+def _fingerprint(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+class _Slot:
+    """One of the pending-validation slots, released once (whichever of two places gets there first)."""
+
+    __slots__ = ("_semaphore",)
+
+    def __init__(self, semaphore: threading.Semaphore) -> None:
+        self._semaphore: threading.Semaphore | None = semaphore
+
+    def release(self) -> None:
+        semaphore, self._semaphore = self._semaphore, None
+        if semaphore is not None:
+            semaphore.release()
+
+
+def _json_error(start_response: Callable[..., Any], status: int, title: str, description: str,
+                headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    body = json.dumps({"title": title, "description": description}).encode()
+    kept = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
+    if status == 503:
+        kept.append(("Retry-After", "5"))
+    start_response(f"{status} {http.HTTPStatus(status).phrase}",
+                   [*kept, ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class KeystoneAuth:
-    """One keystonemiddleware instance serving both transports."""
+    """One keystonemiddleware instance serving both transports.
 
-    def __init__(self, middleware: MiddlewareFactory) -> None:
+    ``max_pending``: validations of tokens not seen valid lately that may run at
+    once on each transport (HTTP requests through ``wrap``, websocket
+    ``authenticate``), each holding one of its worker threads while Keystone
+    answers; ``known``: how many tokens seen valid are remembered (fingerprints
+    only), each for at most ``KNOWN_FOR`` seconds and never past its expiry.
+    """
+
+    def __init__(self, middleware: MiddlewareFactory, max_pending: int = MAX_PENDING,
+                 known: int = KNOWN_TOKENS) -> None:
         self._protocol = middleware(self._downstream)
+        self._max_pending = max_pending
+        self._pending = threading.BoundedSemaphore(max_pending)  # websocket authentications
+        self._known: dict[bytes, float] = {}  # fingerprint -> time.time() it is remembered until
+        self._known_max = known
+        self._known_lock = threading.Lock()
 
+    # -- tokens seen valid lately ---------------------------------------------------------------
+    def _is_known(self, key: bytes) -> bool:
+        until = self._known.get(key)
+        return until is not None and until > time.time()
+
+    def _remember(self, key: bytes, expires: float | None) -> None:
+        until = time.time() + KNOWN_FOR
+        if expires is not None:
+            until = min(until, expires)
+        with self._known_lock:
+            known = self._known
+            known.pop(key, None)
+            while len(known) >= self._known_max:  # the oldest first: it costs them one validation
+                del known[next(iter(known))]
+            known[key] = until
+
+    def _admit(self, environ: dict[str, Any], pending: threading.Semaphore) -> bool:
+        """Let a request validate its token now, holding a slot if it is not known; False: too many."""
+        token = _drop_odd_tokens(environ)
+        if token is None:
+            return True  # refused by the middleware without asking Keystone
+        key = _fingerprint(token)
+        if self._is_known(key):
+            return True
+        if not pending.acquire(blocking=False):
+            return False
+        environ[_SLOT], environ[_LEARN] = _Slot(pending), key
+        return True
+
+    # -- the middleware's downstream ------------------------------------------------------------
     def _downstream(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        slot = environ.pop(_SLOT, None)
+        if slot is not None:
+            slot.release()  # validation is over: the app's own work holds no slot
+        environ[_REACHED] = True
+        identity = None
+        key = environ.pop(_LEARN, None)
+        probe = environ.get(_PROBE)
+        if key is not None or probe is not None:
+            identity = token_identity(environ)
+            if identity is not None and key is not None:
+                self._remember(key, identity.expires)
         app = environ.pop(_NEXT, None)
         if app is not None:
             return app(environ, start_response)
-        probe = environ.get(_PROBE)
-        if probe is not None:  # a websocket authentication: only the identity is wanted
-            identity = token_identity(environ)
-            if identity is not None:
-                probe.append(identity)
+        if probe is not None and identity is not None:  # a websocket authentication: only the identity
+            probe.append(identity)
         start_response("204 No Content", [])
         return []
 
     def wrap(self, app: WsgiApp) -> WsgiApp:
         """``app`` behind token validation, except for what must reach it without a token."""
+        pending = threading.BoundedSemaphore(self._max_pending)  # this HTTP transport's
 
         def gate(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             if (environ.get("PATH_INFO") == "/" or "HTTP_URL_SIGNATURE" in environ
                     or _is_preflight(environ)):
                 return app(environ, start_response)
+            if not self._admit(environ, pending):
+                return _json_error(start_response, 503, *_BUSY)
             environ[_NEXT] = app
-            return self._protocol(environ, start_response)
+            try:
+                return self._validated(environ, start_response)
+            finally:
+                slot = environ.pop(_SLOT, None)
+                if slot is not None:
+                    slot.release()
 
         return gate
+
+    def _validated(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The middleware's answer, its own errors in the contract's shape (limits-and-errors.md §5)."""
+        refused: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if environ.get(_REACHED) or status[:1] not in ("4", "5"):
+                return start_response(status, headers, exc_info)
+            refused.append((status, headers))  # the middleware's own: answered below, as JSON
+            return lambda data: None
+
+        body = self._protocol(environ, respond)
+        if not refused:
+            return body
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        status, headers = refused[-1]
+        code = int(status[:3])
+        title, description = _MIDDLEWARE_ERRORS.get(code, (http.HTTPStatus(code).phrase, status[4:]))
+        return _json_error(start_response, code, title, description, headers)
 
     def authenticate(self, headers: Mapping[str, Any]) -> Identity:
         """Validate the ``X-Auth-Token`` among ``headers``; blocks while Keystone answers (cached)."""
         environ = _probe_environ(headers)
+        if not self._admit(environ, self._pending):
+            raise AuthenticationFailed(503)
         found: list[Identity] = []
         environ[_PROBE] = found
         status: list[str] = []
@@ -151,6 +323,10 @@ class KeystoneAuth:
         except Exception:
             LOG.exception("token validation failed unexpectedly")
             raise AuthenticationFailed(500) from None
+        finally:
+            slot = environ.pop(_SLOT, None)
+            if slot is not None:
+                slot.release()
         if found:
             return found[0]
         code = int(status[-1].split(" ", 1)[0]) if status else 500

@@ -7,10 +7,14 @@ import uuid
 import falcon.testing
 import pytest
 
+from tests.functional import auth_setup
 from zaqar import bootstrap
 from zaqar import conf as zconf
 from zaqar.transport import wsgi
 from zaqar.transport.wsgi import cors
+
+keystone = auth_setup.keystone  # fixture: a local Keystone
+IGNORE_WEBOB_CGI = auth_setup.IGNORE_WEBOB_CGI
 
 H = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "p"}
 PAGE = "https://dash.example.com"
@@ -97,3 +101,36 @@ def test_configured_with_upstream_option_names(api, tmp_path):
 def test_config_defaults_are_the_cors_layers_defaults():
     conf = zconf.load([], config_files=[])
     assert bootstrap.cors_settings(conf) == cors.CorsSettings()
+
+
+def test_preflights_answered_here_have_a_request_id_and_vary_on_origin(http):
+    result = http.simulate_options("/v2/queues/q/messages", headers=PREFLIGHT)
+    assert result.headers["x-openstack-request-id"].startswith("req-")
+    refused = http.simulate_get("/v2/queues/q", headers={"Origin": PAGE})  # an error: falcon varies on Accept
+    assert [v.strip() for v in refused.headers["vary"].split(",")] == ["Accept", "Origin"]
+
+
+@IGNORE_WEBOB_CGI
+def test_with_keystone_a_page_elsewhere_can_read_the_401(api, tmp_path, keystone):
+    """keystonemiddleware answers before the app; CORS wraps it, so the page sees 401, not a network error."""
+    options = "".join(f"{k} = {v}\n" for k, v in keystone.options.items())
+    path = tmp_path / "zaqar.conf"
+    path.write_text(f"[DEFAULT]\nauth_strategy = keystone\n[keystone_authtoken]\n{options}"
+                    f"[cors]\nallowed_origin = {PAGE}\n")
+    http = falcon.testing.TestClient(bootstrap.build_wsgi_app(zconf.load([], config_files=[str(path)]), api))
+    for token in (None, "not-a-token"):
+        headers = {**H, "Origin": PAGE, **({"X-Auth-Token": token} if token else {})}
+        refused = http.simulate_get("/v2/queues", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == PAGE
+        assert refused.headers["access-control-allow-credentials"] == "true"
+        assert "Origin" in refused.headers["vary"]
+    preflight = http.simulate_options("/v2/queues", headers={**PREFLIGHT, "Access-Control-Request-Headers":
+                                                             "x-auth-token, client-id, x-project-id"})
+    assert (preflight.status_code, preflight.headers["access-control-allow-origin"]) == (200, PAGE)
+    token = keystone.issue("p")
+    listed = http.simulate_get("/v2/queues", headers={**H, "Origin": PAGE, "X-Auth-Token": token})
+    assert (listed.status_code, listed.headers["access-control-allow-origin"]) == (200, PAGE)
+    elsewhere = http.simulate_get("/v2/queues", headers={**H, "Origin": "https://evil.example.com"})
+    assert elsewhere.status_code == 401
+    assert "access-control-allow-origin" not in elsewhere.headers

@@ -179,6 +179,10 @@ def _authenticate(auth: Authenticator, headers: Mapping[str, Any], session: Sess
         identity = auth.authenticate(headers)
     except AuthenticationFailed as exc:
         return _reply(_AUTH_ECHO, exc.status, {"error": "Authentication failed."})
+    if not identity.project:
+        # NOTE: an unscoped or domain-scoped token names no project: acting for "None" would put
+        # every such token in one shared namespace. HTTP answers its requests 400 (Project-Id Missing).
+        return _reply(_AUTH_ECHO, 400, {"error": "Authentication failed."})
     session.bind(identity)
     return _reply(_AUTH_ECHO, 200, {"message": "Authentified."})
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -186,17 +185,18 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
 def build_app(
     api: Api, *, cors: CorsSettings | None = None, console: ConsoleSettings | None = None,
     token_auth: bool = False,
-) -> falcon.App:
-    """The HTTP API; with ``cors`` enabled, CORS for other origins; with ``console``, the browser console.
+) -> Any:
+    """The HTTP API, a WSGI app; with ``cors`` enabled, CORS for other origins; with ``console``, the console.
 
     ``token_auth``: the app runs behind keystonemiddleware (``auth.KeystoneAuth.wrap``)
-    and takes every caller's identity from the validated token.
+    and takes every caller's identity from the validated token. CORS is the
+    outermost WSGI layer of what this returns; ``zaqar.bootstrap.build_wsgi_app``
+    builds without it and puts it around the keystone middleware instead, so
+    that the middleware's own answers (401) carry the CORS headers too.
     """
     middleware: list[Any] = [RequestId()]
     if LOG.isEnabledFor(logging.DEBUG):
         middleware.append(RequestLog())
-    if cors is not None and cors.enabled:
-        middleware.append(CorsMiddleware(cors))
     app = falcon.App(middleware=middleware)
     app.req_options.keep_blank_qs_values = True  # decode drops blanks itself, and so sees them
     app.req_options.auto_parse_qs_csv = False
@@ -208,4 +208,6 @@ def build_app(
             app.add_route(template, ActionResource(api, template, actions, token_auth))
     if console is not None:
         add_console_routes(app, console)
+    if cors is not None and cors.enabled:
+        return CorsMiddleware(app, cors, request_id)
     return app

@@ -11,6 +11,10 @@ notifier and expired-message sweeper when it imports this module, so load it
 after the fork (uwsgi's default; gunicorn without ``--preload``). The
 websocket transport is not served here: run ``zaqar-server`` with
 ``[drivers] transport = websocket`` beside it, on the same store.
+
+The browser console is off here unless ``[console] enabled = true``: the
+address the WSGI server binds is not in ``zaqar.conf``, so the loopback-only
+default of ``zaqar-server`` cannot be applied.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def build() -> Any:
         notifier.start()
         atexit.register(notifier.stop)
     atexit.register(sweeper.stop)
-    return bootstrap.build_wsgi_app(conf, api)
+    return bootstrap.build_wsgi_app(conf, api, own_server=False)
 
 
 application = build()

@@ -8,7 +8,9 @@ server running the app serves them too. Routes, under ``path`` (default
 * ``{path}/config.json``: what the page cannot know by itself, above all the
   websocket URL. The HTTP app knows it from configuration: ``websocket_url``
   when set, else the websocket transport's address, with the host the browser
-  used when that address is a wildcard. ``null`` when no websocket transport runs;
+  used when that address is a wildcard. ``null`` when no websocket transport
+  runs, or when it listens on loopback only and the browser is elsewhere (the
+  page then uses HTTP rather than a URL it cannot open);
 * ``{path}/{file}`` and ``{path}/client/{file}``: the page's assets and the
   client library (``zaqar/static/``), so pages elsewhere can import
   ``{path}/client/zaqar.js`` too.
@@ -16,6 +18,11 @@ server running the app serves them too. Routes, under ``path`` (default
 Assets are read from the package on each request (they are a few KB, and an
 editable install then serves edits at once), with an ETag so browsers
 revalidate cheaply. Only files present in those two folders are served.
+
+None of these routes needs a token, also with ``auth_strategy = keystone``
+(``outside_auth``): they are static files and settings a page could read from
+its own source, and neither a page load nor a module import can send one. The
+page's calls to the API carry the token; every ``/v2`` route stays behind it.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import importlib.resources
 import ipaddress
 import json
 import re
+from collections.abc import Callable, Iterable
 from importlib.resources.abc import Traversable
+from typing import Any
 
 import falcon
 
@@ -80,12 +89,20 @@ def is_loopback(host: str) -> bool:
 
 
 def websocket_url(settings: ConsoleSettings, request_host: str) -> str | None:
-    """The URL the page should open, as seen from the browser that asked."""
+    """The URL the page should open, as seen from the browser that asked; None when it cannot open one.
+
+    A websocket transport bound to a loopback address is out of reach of a
+    browser on another machine, which the page's host (``request_host``, the
+    HTTP ``Host``) being no loopback name says (review 7 #2).
+    """
     if settings.websocket_url:
         return settings.websocket_url
     if settings.websocket_port is None:
         return None
-    host = settings.websocket_host or request_host
+    bound = settings.websocket_host
+    if bound is not None and is_loopback(bound) and not is_loopback(request_host):
+        return None
+    host = bound or request_host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
     return f"ws://{host}:{settings.websocket_port}/"
@@ -133,7 +150,9 @@ class _Redirect:
         self._target = target
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        raise falcon.HTTPMovedPermanently(self._target)
+        # The page reads its settings from the query (?project=, ?ws=...): keep them (review 7 #12).
+        query = req.query_string
+        raise falcon.HTTPMovedPermanently(self._target + (f"?{query}" if query else ""))
 
     on_head = on_get
 
@@ -150,6 +169,27 @@ class _Config:
             "poll_interval": self._settings.poll_interval,
             "version": zaqar.__version__,
         }).encode()
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_FILE = _NAME.pattern.strip("^$")
+
+
+def outside_auth(settings: ConsoleSettings, app: WsgiApp, protected: WsgiApp) -> WsgiApp:
+    """``protected`` (``app`` behind token validation), except that the console's routes go to ``app``.
+
+    Only paths the console serves are let through, matched exactly: the page,
+    its redirect, ``config.json`` and file names that cannot climb out of their
+    folder (no ``..``); anything else, ``/v2`` first, meets the token check.
+    """
+    base = re.escape(settings.path.rstrip("/"))
+    console = re.compile(rf"{base}(?:/|/config\.json|/(?:client/)?{_FILE})?")
+
+    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = app if console.fullmatch(environ.get("PATH_INFO") or "") else protected
+        return target(environ, start_response)
+
+    return route
 
 
 def add_routes(app: falcon.App, settings: ConsoleSettings) -> None:

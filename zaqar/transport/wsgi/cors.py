@@ -5,10 +5,13 @@ in, with the defaults widened so a browser client works without extra
 configuration: ``X-Project-ID``, ``Content-Type`` and the pre-signed URL
 headers are allowed, ``Location`` is exposed (claim ids come from it).
 
-Off unless origins are configured. With it on:
+A WSGI middleware, the outermost layer of the HTTP app, so that it also
+covers what answers before the API does: with ``auth_strategy = keystone``
+keystonemiddleware's 401 reaches a page of another origin as a 401 it can
+read, not as a network error. Off unless origins are configured. With it on:
 
 * a pre-flight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
-  is answered here, before the ``Client-ID`` and project checks, because
+  is answered here, before the token, ``Client-ID`` and project checks, because
   browsers send no custom headers on pre-flights. It is 200 either way; the
   CORS headers are there only when the origin, the method and every requested
   header are allowed, so the browser refuses everything else;
@@ -21,9 +24,10 @@ Off unless origins are configured. With it on:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import falcon
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 ALLOW_HEADERS = (
     # upstream's defaults
@@ -65,57 +69,64 @@ def _origin_key(origin: str) -> str:
     return origin.strip().rstrip("/").lower()
 
 
-class CorsMiddleware:
-    """Falcon middleware applying ``CorsSettings``; install it only when they are enabled."""
+def _with_vary_origin(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` with ``Origin`` added to ``Vary``: a cache must not hand one origin's answer to another."""
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == "vary":
+            headers[index] = (name, f"{value}, Origin" if value.strip() else "Origin")
+            return headers
+    headers.append(("Vary", "Origin"))
+    return headers
 
-    def __init__(self, settings: CorsSettings) -> None:
-        self._settings = settings
+
+class CorsMiddleware:
+    """``app`` with ``settings`` applied; wrap with it only when they are enabled.
+
+    ``request_id`` makes the ``X-OpenStack-Request-ID`` of the pre-flight answers
+    given here, which the app behind never sees (http-v2.md §0.4: every response has one).
+    """
+
+    def __init__(self, app: WsgiApp, settings: CorsSettings, request_id: Callable[[], str]) -> None:
+        self._app, self._settings, self._request_id = app, settings, request_id
         self._any = "*" in settings.allowed_origins
         self._origins = frozenset(_origin_key(o) for o in settings.allowed_origins)
         self._methods = frozenset(m.upper() for m in settings.allow_methods)
         self._headers = frozenset(h.lower() for h in settings.allow_headers) | _SAFELISTED
+        allowed = [] if not settings.allow_credentials else [("Access-Control-Allow-Credentials", "true")]
+        self._credentials = allowed
+        exposed = ", ".join(settings.expose_headers)
+        self._exposed = [("Access-Control-Expose-Headers", exposed)] if exposed else []
 
     def _allowed(self, origin: str | None) -> bool:
         return origin is not None and (self._any or _origin_key(origin) in self._origins)
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Answer pre-flights here, before routing and before any header check."""
-        origin = req.get_header("Origin")
-        method = req.get_header("Access-Control-Request-Method")
-        if req.method != "OPTIONS" or origin is None or method is None:
-            return
-        req.context.cors_preflight = True
-        resp.status = falcon.HTTP_200
-        resp.data = b""
-        resp.complete = True
-        requested = [h.strip() for h in (req.get_header("Access-Control-Request-Headers") or "").split(",")]
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        origin = environ.get("HTTP_ORIGIN")
+        method = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+        if environ.get("REQUEST_METHOD") == "OPTIONS" and origin is not None and method is not None:
+            return self._preflight(environ, origin, method, start_response)
+        extra = [("Access-Control-Allow-Origin", origin), *self._credentials, *self._exposed] \
+            if self._allowed(origin) and origin is not None else []
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, _with_vary_origin([*headers, *extra]), exc_info)
+
+        return self._app(environ, start)
+
+    def _preflight(self, environ: dict[str, Any], origin: str, method: str,
+                   start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Answer a pre-flight here, before routing and before any credential or header check."""
+        headers = [("Content-Type", "application/json"), ("Content-Length", "0"),
+                   ("X-OpenStack-Request-ID", self._request_id())]
+        requested = [h.strip() for h in (environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS") or "").split(",")]
         requested = [h for h in requested if h]
-        if not self._allowed(origin) or method.upper() not in self._methods:
-            return
-        if any(h.lower() not in self._headers for h in requested):
-            return
-        self._allow(resp, origin)
-        resp.set_header("Access-Control-Allow-Methods", method.upper())
-        if requested:
-            resp.set_header("Access-Control-Allow-Headers", ", ".join(requested))
-        if self._settings.max_age is not None:
-            resp.set_header("Access-Control-Max-Age", str(self._settings.max_age))
-
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         req_succeeded: bool) -> None:
-        # NOTE: Vary on every response: a cache must not hand one origin's answer to another.
-        resp.append_header("Vary", "Origin")
-        if req.context.get("cors_preflight"):
-            return
-        origin = req.get_header("Origin")
-        if not self._allowed(origin):
-            return
-        assert origin is not None
-        self._allow(resp, origin)
-        if self._settings.expose_headers:
-            resp.set_header("Access-Control-Expose-Headers", ", ".join(self._settings.expose_headers))
-
-    def _allow(self, resp: falcon.Response, origin: str) -> None:
-        resp.set_header("Access-Control-Allow-Origin", origin)
-        if self._settings.allow_credentials:
-            resp.set_header("Access-Control-Allow-Credentials", "true")
+        if (self._allowed(origin) and method.upper() in self._methods
+                and all(h.lower() in self._headers for h in requested)):
+            headers += [("Access-Control-Allow-Origin", origin), *self._credentials,
+                        ("Access-Control-Allow-Methods", method.upper())]
+            if requested:
+                headers.append(("Access-Control-Allow-Headers", ", ".join(requested)))
+            if self._settings.max_age is not None:
+                headers.append(("Access-Control-Max-Age", str(self._settings.max_age)))
+        start_response("200 OK", _with_vary_origin(headers))
+        return [b""]
