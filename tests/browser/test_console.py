@@ -6,85 +6,15 @@ Marked slow: each test starts a server process and a browser (a few seconds each
 
 from __future__ import annotations
 
-import socket
-import threading
-import uuid
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
+from tests.browser.helpers import HEADERS, PROJECT, Console, dead_port, post_over_http
 from tests.server import ServerProcess, running_server
 
 pytestmark = pytest.mark.slow
-
-PROJECT = "browser"
-HEADERS = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
-
-
-def _dead_port() -> int:
-    """A port nothing listens on: connections to it are refused, as by a firewall that rejects."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def post_over_http(server: ServerProcess, queue: str, *bodies: Any) -> None:
-    """Post as a second client would: plain REST, not through the page."""
-    result = requests.post(f"{server.url}/v2/queues/{queue}/messages", headers=HEADERS, timeout=10,
-                           json={"messages": [{"body": body, "ttl": 600} for body in bodies]})
-    assert result.status_code == 201, result.text
-
-
-class Console:
-    """The console page, seen the way a person uses it."""
-
-    def __init__(self, page: Any, expect: Any) -> None:
-        self.page, self.expect = page, expect
-        self.api_calls: list[str] = []  # REST calls the page made
-        self.errors: list[str] = []
-        page.on("request", lambda r: "/v2/" in r.url and self.api_calls.append(f"{r.method} {r.url}"))
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def open(self, url: str) -> None:
-        self.page.goto(url)
-
-    def transport(self, state: str, text: str) -> None:
-        self.expect(self.page.locator("#transport")).to_have_attribute("data-state", state)
-        self.expect(self.page.locator("#transport-text")).to_contain_text(text)
-
-    def create_queue(self, name: str) -> None:
-        self.page.fill("#new-queue", name)
-        self.page.click("#create-queue button")
-        self.expect(self.page.locator(f'#queues tr[data-queue="{name}"]')).to_be_visible()
-        self.expect(self.page.locator("#queue-title")).to_have_text(name)
-
-    def post(self, body: str) -> None:
-        self.page.fill("#message-body", body)
-        self.page.click("#post-message button")
-
-    def bodies(self, *expected: str) -> None:
-        """The message table shows exactly these bodies, in this order."""
-        self.expect(self.page.locator("#messages tbody td.body")).to_have_text(list(expected))
-
-    def counts(self, queue: str, free: int, claimed: int, total: int) -> None:
-        row = self.page.locator(f'#queues tr[data-queue="{queue}"]')
-        for key, value in (("free", free), ("claimed", claimed), ("total", total)):
-            self.expect(row.locator(f"td.{key}")).to_have_text(str(value))
-
-
-@pytest.fixture
-def console(browser_context: Any) -> Iterator[Console]:
-    from playwright.sync_api import expect
-
-    page = browser_context.new_page()
-    view = Console(page, expect)
-    yield view
-    assert not view.errors, view.errors
 
 
 def _exercise(console: Console, server: ServerProcess, artifacts: Path, shot: str) -> None:
@@ -135,7 +65,7 @@ def test_console_watches_a_queue_live_over_the_websocket(tmp_path, console, arti
 
 
 def test_console_falls_back_to_rest_when_the_websocket_is_unreachable(tmp_path, console, artifacts):
-    dead = f"ws://127.0.0.1:{_dead_port()}/"
+    dead = f"ws://127.0.0.1:{dead_port()}/"
     options = {"console": {"websocket_url": dead, "poll_interval": "1"}}
     with running_server(tmp_path / "server", options=options) as server:
         console.open(f"{server.url}/console/?project={PROJECT}")
@@ -163,25 +93,11 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>elsewhere</title><pre id="
 </script>"""
 
 
-@pytest.fixture
-def other_origin(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A static web server on another port: another origin for the browser."""
-    root = tmp_path / "site"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def test_a_page_from_another_origin_uses_the_rest_fallback_through_cors(tmp_path, console, other_origin):
     origin, root = other_origin
     options = {"cors": {"allowed_origin": origin}}
     with running_server(tmp_path / "server", options=options) as server:
-        (root / "index.html").write_text(PAGE % {"zaqar": server.url, "dead": f"ws://127.0.0.1:{_dead_port()}/",
+        (root / "index.html").write_text(PAGE % {"zaqar": server.url, "dead": f"ws://127.0.0.1:{dead_port()}/",
                                                  "project": PROJECT})
         console.open(f"{origin}/index.html")
         body = console.page.locator("body")

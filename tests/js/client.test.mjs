@@ -7,26 +7,10 @@ import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import { HttpTransport } from '../../zaqar/static/client/http.js';
 import { Backoff, ZaqarError } from '../../zaqar/static/client/util.js';
 import { REQUEST_ID, WsConnection } from '../../zaqar/static/client/ws.js';
-import { ZaqarClient } from '../../zaqar/static/client/zaqar.js';
-import { FakeZaqar, advance, settle, within } from './fakes.mjs';
-
-const WS_URL = 'ws://zaqar.test:9000/';
-const HTTP_URL = 'http://zaqar.test:8888';
+import { FakeZaqar, HTTP_URL, WS_URL, advance, newClient, settle, within } from './fakes.mjs';
 
 beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 }));
 afterEach(() => mock.timers.reset());
-
-function newClient(server, options = {}) {
-  return new ZaqarClient({
-    websocketUrl: WS_URL,
-    httpUrl: HTTP_URL,
-    projectId: 'p1',
-    WebSocket: server.WebSocket,
-    fetch: server.fetch,
-    backoff: { base: 100, max: 1000, random: () => 1 }, // no jitter: delays are exactly 100, 200, 400 ...
-    ...options,
-  });
-}
 
 async function openConnection(server, options) {
   const conn = new WsConnection(WS_URL, { WebSocket: server.WebSocket, ...options });
@@ -83,24 +67,25 @@ describe('request/response matching over one socket', () => {
     assert.deepEqual((await second).body, { messages: [] });
   });
 
-  test('a reply arriving after its request timed out settles nothing else', async () => {
+  test('a request left unanswered closes the connection: nothing stays waiting, no late reply is taken', async () => {
     const server = new FakeZaqar();
-    server.hold = (doc) => doc.body.queue_name === 'slow';
+    server.hold = () => true; // a proxy that went silent: frames go in, nothing comes back
     const conn = await openConnection(server, { timeout: 1000 });
-    const slow = conn.send('authenticate', { queue_name: 'slow' }, {});
-    const slowFailed = assert.rejects(slow, (err) => err instanceof ZaqarError && err.status === 0);
+    const closes = [];
+    conn.addEventListener('close', (e) => closes.push([e.detail.code, e.detail.reason]));
+    const first = conn.send('queue_list', {}, {});
+    const second = conn.send('message_list', { queue_name: 'q' }, {});
+    const outcomes = Promise.allSettled([first, second]);
     await advance(mock.timers, 1000);
-    await slowFailed;
-    server.hold = () => true;
-    const next = conn.send('message_list', { queue_name: 'q' }, {});
-    const [late, pending] = server.held;
-    // The late reply carries no id (as authenticate's): it must be taken as the timed-out one's.
-    late.socket.deliver({
-      ...late.reply,
-      request: { action: 'authenticate', body: {}, headers: {}, api: 'v2' },
-    });
-    pending.socket.deliver({ ...pending.reply, body: 'mine' });
-    assert.equal((await next).body, 'mine');
+    const [a, b] = await outcomes;
+    assert.match(a.reason.message, /^no reply to queue_list within 1000 ms$/);
+    assert.equal(a.reason.status, 0);
+    assert.match(b.reason.message, /closed before the reply to message_list/);
+    assert.deepEqual(closes, [[4000, 'no reply to queue_list within 1000 ms']]);
+    assert.equal(conn.isOpen, false);
+    assert.equal(conn.waiting, 0, 'no timed-out entry left behind');
+    assert.equal(server.sockets[0].readyState, 3, 'the socket itself is closed');
+    await assert.rejects(conn.send('queue_list', {}, {}), (err) => err.sent === false);
   });
 
   test('closing rejects every waiting request with status 0', async () => {
@@ -255,13 +240,20 @@ describe('falling back to HTTP', () => {
     }
   });
 
-  test('from HTTP the client probes the websocket and returns to it once it opens', async () => {
+  test('from HTTP the client probes the websocket after 1 s, 2 s, 4 s ... up to probeInterval', async () => {
     const server = new FakeZaqar();
     server.connect = 'refuse';
-    const client = newClient(server, { probeInterval: 30000 });
+    const client = newClient(server, { probeInterval: 4000 });
     assert.equal(await within(mock.timers, client.connect()), 'http');
+    const probes = () => server.sockets.length - 2; // the two failed connects before falling back
+    await advance(mock.timers, 990);
+    assert.equal(probes(), 0);
+    for (const [wait, count] of [[10, 1], [2000, 2], [4000, 3], [4000, 4]]) {
+      await advance(mock.timers, wait);
+      assert.equal(probes(), count, `probe ${count}`);
+    }
     server.connect = 'open';
-    await advance(mock.timers, 29900, 100);
+    await advance(mock.timers, 3900);
     assert.equal(client.transport, 'http');
     await advance(mock.timers, 100);
     assert.equal(client.transport, 'websocket');

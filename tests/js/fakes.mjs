@@ -4,6 +4,24 @@
 // see connections open and replies arrive; only the client's own timers
 // (back-off, polling, timeouts) move with the mocked clock.
 
+import { ZaqarClient } from '../../zaqar/static/client/zaqar.js';
+
+export const WS_URL = 'ws://zaqar.test:9000/';
+export const HTTP_URL = 'http://zaqar.test:8888';
+
+/** A client of `server` over both of its transports; back-off without jitter: 100, 200, 400 ... ms. */
+export function newClient(server, options = {}) {
+  return new ZaqarClient({
+    websocketUrl: WS_URL,
+    httpUrl: HTTP_URL,
+    projectId: 'p1',
+    WebSocket: server.WebSocket,
+    fetch: server.fetch,
+    backoff: { base: 100, max: 1000, random: () => 1 },
+    ...options,
+  });
+}
+
 const envelope = (doc, status, body) => ({
   request: { action: doc.action, body: doc.body ?? {}, headers: doc.headers ?? {}, api: 'v2' },
   headers: { status },
@@ -48,9 +66,28 @@ export async function within(mockTimers, promise, ms = 60000, step = 10) {
   return outcome.value;
 }
 
+// What HTTP fills in for the reserved metadata keys (http-v2.md §3.1).
+const HTTP_DEFAULTS = {
+  _max_messages_post_size: 262144,
+  _default_message_ttl: 3600,
+  _default_message_delay: 0,
+  _dead_letter_queue: null,
+  _dead_letter_queue_messages_ttl: null,
+  _max_claim_count: null,
+  _enable_encrypt_messages: false,
+};
+const AUTH_FAILED = {
+  error: { code: 401, title: 'Unauthorized', message: 'The request you have made requires authentication.' },
+};
+
 export class FakeZaqar {
   constructor() {
-    this.queues = new Map(); // name -> [{id, body, ttl, claim_id}]
+    this.queues = new Map(); // name -> [{id, body, ttl, claim_id, availableAt}]
+    this.meta = new Map(); // name -> stored metadata
+    this.subscriptions = []; // {id, queue, subscriber} created with a subscriber
+    this.tokens = null; // a Set of valid tokens: Keystone auth is on
+    this.maxFrame = Infinity; // larger frames close the socket with 1009, as the server does
+    this.httpDown = false; // true: fetch fails as with the server down
     this.seq = 0;
     this.connect = 'open'; // 'open' | 'refuse' | 'hang' for new websocket connections
     this.pushes = true; // false: notifications are lost in transit
@@ -82,6 +119,10 @@ export class FakeZaqar {
 
       send(data) {
         if (this.readyState !== 1) return;
+        if (data.length > server.maxFrame) {
+          queueMicrotask(() => this.drop(1009));
+          return;
+        }
         const doc = JSON.parse(data);
         server.frames.push(doc);
         const [status, body] = server.answer(doc, this);
@@ -121,11 +162,14 @@ export class FakeZaqar {
   }
 
   /** Post as "another client" would: stored, then every subscribed connection is notified. */
-  post(queue, bodies) {
-    const ids = bodies.map((body) => {
+  post(queue, bodies, delays = []) {
+    const queueDelay = (this.meta.get(queue) || {})._default_message_delay || 0;
+    const ids = bodies.map((body, i) => {
       this.seq += 1;
       const id = String(this.seq).padStart(24, '0');
-      this.messages(queue).push({ id, body, ttl: 3600, claim_id: null });
+      const delay = queueDelay ? (delays[i] ?? queueDelay) : 0; // delays count on delayed queues only
+      const availableAt = Date.now() + delay * 1000;
+      this.messages(queue).push({ id, body, ttl: 3600, claim_id: null, availableAt });
       return id;
     });
     if (this.pushes) {
@@ -141,11 +185,42 @@ export class FakeZaqar {
     return ids;
   }
 
-  list(queue, marker, limit = 10) {
+  list(queue, marker, limit = 10, includeDelayed = false) {
     return this.messages(queue)
       .filter((m) => marker === undefined || m.id > marker)
+      .filter((m) => includeDelayed || m.availableAt <= Date.now())
       .slice(0, limit)
-      .map((m) => ({ id: m.id, claim_id: m.claim_id, ttl: m.ttl, age: 0, body: m.body }));
+      .map((m) => this.view(m));
+  }
+
+  missing(queue, id) {
+    return `Message ${id} does not exist in queue ${queue} for project p1`;
+  }
+
+  view(m) {
+    return { id: m.id, claim_id: m.claim_id, ttl: m.ttl, age: 0, body: m.body };
+  }
+
+  queueNames(marker, limit = 10) {
+    return [...this.queues.keys()]
+      .sort()
+      .filter((name) => marker === undefined || name > marker)
+      .slice(0, limit);
+  }
+
+  /** A webhook subscription; an existing one for the same subscriber is returned with `existed`. */
+  subscribe(queue, subscriber) {
+    const old = this.subscriptions.find((x) => x.queue === queue && x.subscriber === subscriber);
+    if (old) return { ...old, existed: true };
+    const sub = { id: `s${this.subscriptions.length + 1}`, queue, subscriber };
+    this.subscriptions.push(sub);
+    return sub;
+  }
+
+  subscriptionList(queue) {
+    return this.subscriptions
+      .filter((x) => x.queue === queue)
+      .map((x) => ({ id: x.id, source: queue, subscriber: x.subscriber, ttl: 3600, age: 0, options: {} }));
   }
 
   stats(queue) {
@@ -163,11 +238,27 @@ export class FakeZaqar {
     const p = doc.body ?? {};
     switch (doc.action) {
       case 'authenticate':
+        if (this.tokens && !this.tokens.has(doc.headers['X-Auth-Token'])) {
+          socket.authenticated = false;
+          return [401, { error: 'Authentication failed.' }];
+        }
+        socket.authenticated = true;
         return [200, { message: 'Authentified.' }];
       case 'queue_create':
+        if (this.queues.has(p.queue_name)) return [204, `Queue ${p.queue_name} created.`];
+        this.messages(p.queue_name);
+        this.meta.set(p.queue_name, p.metadata || {});
+        return [201, `Queue ${p.queue_name} created.`];
+      case 'queue_get':
+        return [200, this.meta.get(p.queue_name) || {}];
+      case 'queue_list':
         return [
-          this.queues.has(p.queue_name) ? 204 : (this.messages(p.queue_name), 201),
-          `Queue ${p.queue_name} created.`,
+          200,
+          {
+            queues: this.queueNames(p.marker, p.limit).map((name) =>
+              p.detailed ? { name, metadata: this.meta.get(name) } : { name },
+            ),
+          },
         ];
       case 'queue_get_stats':
         return [this.queues.has(p.queue_name) ? 200 : 404, { messages: this.stats(p.queue_name) }];
@@ -178,20 +269,41 @@ export class FakeZaqar {
             message_ids: this.post(
               p.queue_name,
               p.messages.map((m) => m.body),
+              p.messages.map((m) => m.delay),
             ),
           },
         ];
       case 'message_list':
-        return [200, { messages: this.list(p.queue_name, p.marker, p.limit) }];
-      case 'message_get':
-        return [200, { messages: this.list(p.queue_name).find((m) => m.id === p.message_id) }];
+        return [200, { messages: this.list(p.queue_name, p.marker, p.limit, p.include_delayed) }];
+      case 'message_get_many':
+        return [
+          200,
+          {
+            messages: this.messages(p.queue_name)
+              .filter((m) => p.message_ids.includes(m.id))
+              .map((m) => this.view(m)),
+          },
+        ];
+      case 'message_get': {
+        const found = this.messages(p.queue_name).find((m) => m.id === p.message_id);
+        if (found) return [200, { messages: this.view(found) }];
+        const text = this.missing(p.queue_name, p.message_id);
+        return [404, { exception: text, error: text }];
+      }
       case 'subscription_create':
+        if (p.subscriber) {
+          const sub = this.subscribe(p.queue_name, p.subscriber);
+          if (sub.existed) return [409, `Subscription ${p.queue_name} not created.`];
+          return [201, { subscription_id: sub.id, message: `Subscription ${p.queue_name} created.` }];
+        }
         if (socket.subscriptions.has(p.queue_name)) return [409, `Subscription ${p.queue_name} not created.`];
         socket.subscriptions.add(p.queue_name);
         return [
           201,
           { subscription_id: `sub-${p.queue_name}`, message: `Subscription ${p.queue_name} created.` },
         ];
+      case 'subscription_list':
+        return [200, { subscriptions: this.subscriptionList(p.queue_name) }];
       case 'subscription_delete':
         socket.subscriptions.delete(p.queue_name);
         return [204, `Subscription ${p.subscription_id} removed.`];
@@ -205,11 +317,24 @@ export class FakeZaqar {
     const method = init.method || 'GET';
     const query = Object.fromEntries(url.searchParams);
     this.requests.push({ method, path: url.pathname, query, headers: init.headers });
+    if (this.httpDown) throw new TypeError('Failed to fetch');
     const json = (status, body, headers = {}) =>
       new Response(body === undefined ? '' : JSON.stringify(body), {
         status,
         headers: { 'Content-Type': 'application/json', ...headers },
       });
+    if (this.tokens && !this.tokens.has(init.headers['X-Auth-Token'])) return json(401, AUTH_FAILED);
+    if (url.pathname === '/v2/queues') {
+      const limit = query.limit ? Number(query.limit) : 10;
+      const names = this.queueNames(query.marker, limit);
+      const detailed = query.detailed === 'true';
+      const queues = names.map((name) => ({
+        name,
+        href: `/v2/queues/${name}`,
+        ...(detailed ? { metadata: { ...HTTP_DEFAULTS, ...this.meta.get(name) } } : {}),
+      }));
+      return json(200, { queues, links: [] });
+    }
     const m = /^\/v2\/queues\/([^/]+)(?:\/(\w+))?(?:\/([^/]+))?$/.exec(url.pathname);
     if (!m) return json(404, { title: 'Not found' });
     const queue = decodeURIComponent(m[1]);
@@ -219,13 +344,35 @@ export class FakeZaqar {
       const ids = this.post(
         queue,
         doc.messages.map((x) => x.body),
+        doc.messages.map((x) => x.delay),
       );
       return json(201, { resources: ids.map(href) }, { Location: ids.map(href).join(',') });
     }
+    if (m[2] === 'messages' && m[3] && method === 'GET') {
+      const found = this.messages(queue).find((x) => x.id === m[3]);
+      if (found) return json(200, { ...this.view(found), href: href(found.id) });
+      return json(404, { title: 'Not found', description: this.missing(queue, m[3]) });
+    }
+    if (m[2] === 'messages' && method === 'GET' && query.ids) {
+      const ids = query.ids.split(',');
+      const found = this.messages(queue).filter((x) => ids.includes(x.id));
+      if (!found.length) return json(404, { title: 'Not found' });
+      return json(200, { messages: found.map((x) => ({ ...this.view(x), href: href(x.id) })) });
+    }
     if (m[2] === 'messages' && method === 'GET') {
       const limit = query.limit ? Number(query.limit) : 10;
-      const page = this.list(queue, query.marker, limit).map((x) => ({ ...x, href: href(x.id) }));
+      const delayed = (this.meta.get(queue) || {})._default_message_delay;
+      const include = query.include_delayed === 'true' || !delayed; // forced for other queues (§4.3)
+      const page = this.list(queue, query.marker, limit, include).map((x) => ({ ...x, href: href(x.id) }));
       return json(200, { messages: page, links: [] });
+    }
+    if (!m[2] && method === 'GET') return json(200, { ...HTTP_DEFAULTS, ...(this.meta.get(queue) || {}) });
+    if (m[2] === 'subscriptions' && method === 'POST') {
+      const sub = this.subscribe(queue, doc.subscriber); // NOTE: HTTP gives back an unconfirmed duplicate
+      return json(201, { subscription_id: sub.id });
+    }
+    if (m[2] === 'subscriptions' && method === 'GET') {
+      return json(200, { subscriptions: this.subscriptionList(queue), links: [] });
     }
     if (m[2] === 'stats') {
       const s = this.stats(queue);
@@ -256,6 +403,7 @@ export class FakeZaqar {
     if (!m[2] && method === 'PUT') {
       const existed = this.queues.has(queue);
       this.messages(queue);
+      if (!existed) this.meta.set(queue, doc || {});
       return new Response(existed ? null : '', { status: existed ? 204 : 201 });
     }
     return json(405, { title: 'Method not allowed' });

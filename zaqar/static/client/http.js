@@ -33,6 +33,22 @@ function wsStats(body) {
   return { messages: stats };
 }
 
+// The reserved keys HTTP fills in with their defaults (http-v2.md §3.1); the websocket gives
+// stored metadata only (websocket.md §6.2). A key holding its default is dropped, so both agree.
+const RESERVED_DEFAULTS = {
+  _max_messages_post_size: 262144,
+  _default_message_ttl: 3600,
+  _default_message_delay: 0,
+  _dead_letter_queue: null,
+  _dead_letter_queue_messages_ttl: null,
+  _max_claim_count: null,
+  _enable_encrypt_messages: false,
+};
+
+const isDefault = (key, value) => Object.hasOwn(RESERVED_DEFAULTS, key) && RESERVED_DEFAULTS[key] === value;
+const storedMetadata = (meta) =>
+  Object.fromEntries(Object.entries(meta).filter(([key, value]) => !isDefault(key, value)));
+
 const pick = (p, names) => Object.fromEntries(names.filter((n) => p[n] !== undefined).map((n) => [n, p[n]]));
 
 /**
@@ -41,7 +57,8 @@ const pick = (p, names) => Object.fromEntries(names.filter((n) => p[n] !== undef
  * `path(params)`; `query`: parameter names sent as query strings (a tuple
  * renames: [httpName, paramName]); `body(params)`: the JSON document, if any;
  * `present(status, body, response)`: the websocket (status, body) of a
- * successful answer. Errors keep HTTP's `{title, description}` body.
+ * successful answer. Errors keep HTTP's `{title, description}` body (the
+ * client turns either transport's error body into one ZaqarError).
  */
 export const ROUTES = {
   queue_list: {
@@ -52,7 +69,7 @@ export const ROUTES = {
       s,
       {
         queues: b.queues.map(({ name, metadata }) =>
-          metadata === undefined ? { name } : { name, metadata },
+          metadata === undefined ? { name } : { name, metadata: storedMetadata(metadata) },
         ),
       },
     ],
@@ -63,7 +80,7 @@ export const ROUTES = {
     body: (p) => p.metadata,
     present: (s, b, p) => [s, `Queue ${p.queue_name} created.`],
   },
-  queue_get: { method: 'GET', path: queuePath },
+  queue_get: { method: 'GET', path: queuePath, present: (s, b) => [s, storedMetadata(b)] },
   queue_delete: {
     method: 'DELETE',
     path: queuePath,

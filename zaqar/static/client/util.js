@@ -1,33 +1,98 @@
-// Helpers shared by the transports and the client: errors, ids, back-off, deadlines.
+// Helpers shared by the transports and the client: errors, input checks, ids, back-off.
+
+// Headings for statuses whose answer carries none (websocket replies, the client's own checks).
+const TITLES = {
+  0: 'No answer from the server',
+  400: 'Invalid API request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not found',
+  405: 'Method not allowed',
+  409: 'Resource conflict',
+  500: 'Internal server error',
+  503: 'Service temporarily unavailable',
+};
 
 /**
- * What every failed call rejects with.
+ * What every failed call rejects with, whichever transport carried it.
  *
  * `status` is the HTTP-style status the server answered (400, 404, 503, ...),
- * or 0 when no answer came (connection lost, timeout, network down). `body`
- * is the server's error document as sent; `sent` says whether the request may
- * have reached the server, which decides whether retrying it is safe.
+ * or 0 when no answer came (connection lost, timeout, network down). `title`
+ * is a short heading (HTTP's own; over the websocket, which sends none, the
+ * usual one for the status) and `description` (also `message`) the human
+ * sentence; `body` is `{title, description}` on both transports. `sent` says
+ * whether the request may have reached the server, which decides whether
+ * retrying it is safe.
  */
 export class ZaqarError extends Error {
-  constructor(message, { status = 0, action = null, body = null, transport = null, sent = true } = {}) {
+  constructor(message, { status = 0, title = null, action = null, transport = null, sent = true } = {}) {
     super(message);
     this.name = 'ZaqarError';
     this.status = status;
+    this.title = title || TITLES[status] || `Error ${status}`;
+    this.description = message;
+    this.body = { title: this.title, description: message };
     this.action = action;
-    this.body = body;
     this.transport = transport;
     this.sent = sent;
   }
 }
 
-/** The human sentence of an error body in any of the server's three shapes (HTTP or websocket). */
-export function errorText(body, status) {
-  if (typeof body === 'string' && body) return body;
+const text = (value) => (typeof value === 'string' && value ? value : null);
+
+/**
+ * The ZaqarError for an error reply, from any of the server's body shapes.
+ *
+ * HTTP sends `{title, description}`, Keystone `{error: {title, message}}`, the
+ * websocket `{error}`, `{exception, error}` or a bare sentence
+ * (limits-and-errors.md §5, §6).
+ */
+export function replyError(status, body, { action = null, transport = null } = {}) {
+  let title = null;
+  let sentence = text(body);
   if (body && typeof body === 'object') {
-    const text = body.description || body.exception || body.error || body.title;
-    if (typeof text === 'string' && text) return text;
+    const nested = body.error && typeof body.error === 'object' ? body.error : {};
+    title = text(body.title) || text(nested.title);
+    sentence = text(body.description) || text(body.exception) || text(nested.message) || text(body.error);
   }
-  return `request failed with status ${status}`;
+  return new ZaqarError(sentence || title || `request failed with status ${status}`, {
+    status,
+    title,
+    action,
+    transport,
+  });
+}
+
+/** A 400 the client answers itself, before sending anything. */
+export const invalid = (message, title, action = null) =>
+  new ZaqarError(message, { status: 400, title, action, sent: false });
+
+const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+// Printable ASCII: what an HTTP header carries unchanged, so both transports see the same id.
+const PROJECT_ID = /^[!-~]([ -~]{0,254}[!-~])?$/;
+
+export const isQueueName = (name) => typeof name === 'string' && QUEUE_NAME.test(name);
+
+const shown = (value) => JSON.stringify(String(value).slice(0, 80));
+
+/** The error for a queue name the server cannot accept (limits-and-errors.md §2), or null. */
+export function checkQueueName(name, action = null) {
+  if (isQueueName(name)) return null;
+  return invalid(
+    `Invalid queue name ${shown(name)}: use 1 to 64 ASCII letters, digits, underscores, dashes and dots.`,
+    'Invalid queue identification',
+    action,
+  );
+}
+
+/** The error for a project id that both transports cannot carry alike, or null. */
+export function checkProjectId(id) {
+  if (typeof id === 'string' && PROJECT_ID.test(id)) return null;
+  return invalid(
+    `Invalid project id ${shown(id)}: use 1 to 256 printable ASCII characters, ` +
+      'not starting or ending with a space.',
+    'Invalid project id',
+  );
 }
 
 /**

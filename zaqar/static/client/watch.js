@@ -1,4 +1,9 @@
-// Watching a queue: every message posted to it handed to a callback once, in post order.
+// Watching a queue: every message posted to it handed to a callback once, as it becomes available.
+
+const SEEN_MAX = 10000; // ids remembered beyond the marker of a delayed queue
+
+// HTTP calls carry on while the server is unreachable ('offline'): the same polling goes on.
+const family = (mode) => (mode === 'offline' ? 'http' : mode);
 
 /**
  * A live view of one queue's new messages, over whichever transport the client uses.
@@ -17,6 +22,14 @@
  * Pulls never overlap: a wake-up during a pull makes one more pull afterwards.
  * Message markers stay valid after their message is deleted or expires
  * (http-v2.md §0.7), so nothing is skipped or repeated across reconnects.
+ *
+ * A delayed queue (`_default_message_delay`, checked every `safetyInterval`)
+ * makes messages available out of post order (http-v2.md §4.9), so a marker
+ * alone would skip a message whose delay outlasts a later one's. There the
+ * marker stops before the first message still delayed, and the ids delivered
+ * beyond it are remembered (at most SEEN_MAX). No push announces the end of
+ * a delay, so while a message waits the watch pulls every `pollInterval`
+ * over the websocket too.
  */
 export class Watch {
   constructor(client, queue, onMessage, { since = 'now', includeClaimed = true, onError = null } = {}) {
@@ -28,9 +41,15 @@ export class Watch {
     this._since = since;
     this._includeClaimed = includeClaimed;
     this._active = false;
+    this._family = null;
     this._timer = null;
     this._pulling = null;
     this._again = false;
+    this._delayed = false;
+    this._checkedAt = -Infinity;
+    this._seen = new Set(); // delivered, beyond the marker (delayed queues)
+    this._waiting = false; // a delayed message is still to come
+    this._recheck = null; // the pull for it, over the websocket
   }
 
   get active() {
@@ -54,15 +73,17 @@ export class Watch {
     if (!this._active) return;
     this._active = false;
     clearTimeout(this._timer);
+    clearTimeout(this._recheck);
     this.client._forget(this);
   }
 
   /** Called by the client whenever it changes transport: subscribe or poll, then catch up at once. */
   transportChanged(mode) {
-    if (!this._active) return;
+    if (!this._active || family(mode) === this._family) return;
+    this._family = family(mode);
     clearTimeout(this._timer);
     this._timer = null;
-    if (mode === 'websocket' || mode === 'http') this._tick();
+    if (this._family === 'websocket' || this._family === 'http') this._tick();
   }
 
   /** A pushed notification for this queue arrived. */
@@ -71,7 +92,7 @@ export class Watch {
   }
 
   async _tick() {
-    const mode = this.client.transport;
+    const mode = family(this.client.transport);
     if (mode === 'websocket') {
       try {
         await this.client._bind(this.queue);
@@ -80,7 +101,7 @@ export class Watch {
       }
     }
     await this.pull();
-    if (this._active && this.client.transport === mode) {
+    if (this._active && family(this.client.transport) === mode) {
       const { pollInterval, safetyInterval } = this.client.options;
       clearTimeout(this._timer);
       this._timer = setTimeout(() => this._tick(), mode === 'websocket' ? safetyInterval : pollInterval);
@@ -100,27 +121,92 @@ export class Watch {
   }
 
   async _drain() {
-    const limit = this.client.options.pageSize;
     try {
       do {
         this._again = false;
-        for (;;) {
-          const page = await this.client.listMessages(this.queue, {
-            marker: this.marker ?? undefined,
-            limit,
-            echo: true,
-            includeClaimed: this._includeClaimed,
-          });
-          if (!this._active) return;
-          for (const message of page) {
-            this.marker = message.id;
-            this._deliver(message);
-          }
-          if (page.length < limit) break;
-        }
+        await this._checkDelayed();
+        this._waiting = false;
+        if (this._delayed) await this._catchUpDelayed();
+        else await this._catchUp();
       } while (this._again && this._active);
     } catch (err) {
       if (this._active) this._onError(err);
+    }
+    if (this._active && this._waiting && !this._recheck && family(this.client.transport) === 'websocket') {
+      this._recheck = setTimeout(() => {
+        this._recheck = null;
+        this.pull();
+      }, this.client.options.pollInterval);
+    }
+  }
+
+  async _checkDelayed() {
+    const now = Date.now();
+    if (now - this._checkedAt < this.client.options.safetyInterval) return;
+    this._checkedAt = now;
+    const meta = await this.client.getQueue(this.queue).catch(() => null);
+    this._delayed = Boolean(meta && meta._default_message_delay);
+  }
+
+  _page(marker, includeDelayed) {
+    return this.client.listMessages(this.queue, {
+      marker: marker ?? undefined,
+      limit: this.client.options.pageSize,
+      echo: true,
+      includeClaimed: this._includeClaimed,
+      includeDelayed,
+    });
+  }
+
+  /** A queue without delays: deliver page after page, moving the marker. */
+  async _catchUp() {
+    const limit = this.client.options.pageSize;
+    for (;;) {
+      const page = await this._page(this.marker);
+      if (!this._active) return;
+      for (const message of page) {
+        this.marker = message.id;
+        this._deliver(message);
+      }
+      if (page.length < limit) return;
+    }
+  }
+
+  /** Every message after the marker, delayed ones included when asked. */
+  async _all(includeDelayed) {
+    const all = [];
+    for (let marker = this.marker; ;) {
+      const page = await this._page(marker, includeDelayed);
+      all.push(...page);
+      if (page.length < this.client.options.pageSize) return all;
+      marker = page[page.length - 1].id;
+    }
+  }
+
+  /** A delayed queue: deliver what became available; the marker stops at the first still delayed. */
+  async _catchUpDelayed() {
+    const all = await this._all(true);
+    const available = new Set((await this._all(false)).map((m) => m.id));
+    let waiting = false;
+    for (const message of all) {
+      if (!this._active) return;
+      if (!available.has(message.id)) {
+        this._waiting = waiting = true;
+        continue;
+      }
+      if (!this._seen.has(message.id)) {
+        this._seen.add(message.id);
+        this._deliver(message);
+      }
+      if (!waiting) {
+        this.marker = message.id;
+        this._seen.delete(message.id);
+      }
+    }
+    // NOTE: ids of messages deleted beyond the marker never come back to be dropped: cap them.
+    for (const id of this._seen) {
+      if (this._seen.size <= SEEN_MAX) break;
+      this._seen.delete(id);
     }
   }
 

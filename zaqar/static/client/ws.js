@@ -22,10 +22,15 @@ export const REQUEST_ID = 'X-Zaqar-Request-ID';
  *
  * Matching: replies come one per request, in request order (websocket.md §1).
  * A reply carrying our REQUEST_ID settles exactly that request; a reply
- * without one (the server answers `authenticate` and undecodable frames with an
- * empty echo) settles the oldest request still waiting. A frame is a reply
- * only when it has both `request` and `headers` (§4, §9.3); anything else is a
- * pushed notification, which may arrive between a request and its reply.
+ * without one (the server answers `authenticate` and frames it cannot read
+ * with an empty echo) settles the oldest request still waiting. A frame is a
+ * reply only when it has both `request` and `headers` (§4, §9.3); anything
+ * else is a pushed notification, which may arrive between a request and its reply.
+ *
+ * Liveness: a request left unanswered for `timeout` ms means the connection
+ * is dead (a proxy or NAT that stalls without closing): since replies keep
+ * request order none can follow, so the connection closes (code 4000) rather
+ * than let every later call time out too; waiting requests fail with it.
  */
 export class WsConnection extends EventTarget {
   constructor(url, { WebSocket = globalThis.WebSocket, timeout = 10000, connectTimeout = 4000 } = {}) {
@@ -36,7 +41,7 @@ export class WsConnection extends EventTarget {
     this._connectTimeout = connectTimeout;
     this._socket = null;
     this._nextId = 1;
-    // id -> {action, resolve, reject, timer, settled}; a Map keeps send order for the id-less replies.
+    // id -> {action, size, resolve, reject, timer}; a Map keeps send order for the id-less replies.
     this._pending = new Map();
     this._closed = false;
     this.openedAt = null;
@@ -44,6 +49,11 @@ export class WsConnection extends EventTarget {
 
   get isOpen() {
     return this.openedAt !== null && !this._closed;
+  }
+
+  /** How many requests wait for their reply. */
+  get waiting() {
+    return this._pending.size;
   }
 
   /** Resolves once the socket is open; rejects if it closes, errs or takes longer than connectTimeout. */
@@ -85,22 +95,28 @@ export class WsConnection extends EventTarget {
    * Send one request envelope; resolves with `{status, body}` whatever the status.
    *
    * Rejects (status 0) only when no reply can come: the connection closed
-   * first, or none arrived within `timeout` ms.
+   * first, or none arrived within `timeout` ms (which closes the connection).
+   * The one exception: the server closed with 1009 (message too big), and
+   * the largest request waiting then fails with status 400.
    */
   send(action, body, headers) {
     if (!this.isOpen) {
-      return Promise.reject(new ZaqarError('websocket is not open', { action, sent: false }));
+      return Promise.reject(
+        new ZaqarError('websocket is not open', { action, transport: 'websocket', sent: false }),
+      );
     }
     const id = String(this._nextId++);
+    const frame = JSON.stringify({ action, headers: { ...headers, [REQUEST_ID]: id }, body });
     const reply = deferred();
-    const entry = { action, resolve: reply.resolve, reject: reply.reject, settled: false, timer: null };
+    const entry = { action, size: frame.length, resolve: reply.resolve, reject: reply.reject, timer: null };
     entry.timer = setTimeout(() => {
-      // NOTE: the entry stays until its late reply arrives, so that reply cannot settle another request.
-      entry.settled = true;
-      reply.reject(new ZaqarError(`no reply to ${action} within ${this._timeout} ms`, { action }));
+      const why = `no reply to ${action} within ${this._timeout} ms`;
+      this._pending.delete(id);
+      reply.reject(new ZaqarError(why, { action, transport: 'websocket' }));
+      this.close(4000, why);
     }, this._timeout);
     this._pending.set(id, entry);
-    this._socket.send(JSON.stringify({ action, headers: { ...headers, [REQUEST_ID]: id }, body }));
+    this._socket.send(frame);
     return reply.promise;
   }
 
@@ -137,28 +153,29 @@ export class WsConnection extends EventTarget {
     if (entry === undefined) return; // a reply to nothing we are waiting for
     this._pending.delete(id);
     clearTimeout(entry.timer);
-    if (!entry.settled) {
-      entry.resolve({ status: doc.headers.status, body: doc.body });
-    }
+    entry.resolve({ status: doc.headers.status, body: doc.body });
   }
 
   _finish(code, reason) {
     if (this._closed) return;
     this._closed = true;
     const wasOpen = this.openedAt !== null;
-    for (const entry of this._pending.values()) {
+    const entries = [...this._pending.values()];
+    this._pending.clear();
+    // NOTE: 1009: the server refused a frame as too large; the largest one waiting is the culprit.
+    const culprit = code === 1009 ? entries.reduce((a, b) => (b.size > a.size ? b : a), entries[0]) : null;
+    for (const entry of entries) {
       clearTimeout(entry.timer);
-      if (!entry.settled) {
-        entry.reject(
-          new ZaqarError(`websocket closed before the reply to ${entry.action}`, {
-            action: entry.action,
-            transport: 'websocket',
-            sent: true,
-          }),
-        );
+      const { action } = entry;
+      if (entry === culprit) {
+        const why = 'The websocket server refused this request as too large (close code 1009).';
+        const title = 'Request too large';
+        entry.reject(new ZaqarError(why, { status: 400, title, action, transport: 'websocket' }));
+      } else {
+        const why = `websocket closed before the reply to ${action}`;
+        entry.reject(new ZaqarError(why, { action, transport: 'websocket', sent: true }));
       }
     }
-    this._pending.clear();
     if (this._socket) {
       this._socket.onopen = this._socket.onmessage = this._socket.onclose = null;
     }

@@ -6,40 +6,42 @@
 //
 // URL parameters override the server's config.json: ?ws=<websocket URL>
 // (empty: none), ?transport=auto|websocket|http, ?project=<id>, ?poll=<seconds>.
+//
+// Load on the server, whatever the project holds: queue names are listed in
+// full pages every LIST_MS; counts are read only for the queues on screen,
+// every COUNTS_MS; the selected queue's counts (and the state of the messages
+// on screen) at most once per MIN_GAP_MS however fast messages arrive, and
+// every SELECTED_MS otherwise.
 
-import { ZaqarClient } from './client/zaqar.js';
+import { ZaqarClient, checkProjectId, isQueueName } from './client/zaqar.js';
+import { coalesced, h, onScreen, short } from './dom.js';
+import { MessageTable } from './table.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const REFRESH_MS = 3000; // queue list and counts
-const MAX_ROWS = 500; // messages kept on screen
+const TICK_MS = 1000; // local expiry of messages and claims; schedules the refreshes below
+const LIST_MS = 15000; // queue names
+const COUNTS_MS = 10000; // counts of the queues on screen
+const SELECTED_MS = 3000; // the selected queue's counts and its messages on screen
+const MIN_GAP_MS = 1000; // between two refreshes of the selected queue
 const BACKLOG_LIMIT = 200; // a selected queue holding more shows only what arrives from then on
 
 let config = {};
 let client = null;
 let watch = null;
 let selected = null;
-let rows = new Map(); // message id -> {tr, message, claimId}
-let claims = new Map(); // claim id -> {ids, expires, card}
-let seq = 0;
-let refreshing = false;
-
-/** A DOM element; children are nodes or text (never parsed as HTML). */
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
-    else if (key === 'dataset') Object.assign(el.dataset, value);
-    else el[key] = value;
-  }
-  el.append(...children.filter((c) => c !== null && c !== undefined));
-  return el;
-}
+let table = null; // the selected queue's messages (MessageTable)
+let counts = new Map(); // queue -> {stats, at}
+let listedAt = -Infinity;
+let selectedAt = -Infinity;
+let forceCounts = false;
 
 function log(text, error = false) {
   const line = h('span', { className: error ? 'error' : '' }, `${new Date().toLocaleTimeString()}  ${text}`);
   $('log').replaceChildren(line);
 }
+
+const report = (err) => log(err.message, true);
 
 const FAILED = Symbol('failed');
 
@@ -53,55 +55,92 @@ async function attempt(what, fn) {
   }
 }
 
-// Ids are long and their ends differ most (a sequence then random digits): show the tail.
-const short = (id) => (id && id.length > 12 ? `…${id.slice(-10)}` : id || '');
 const pollSeconds = () => client.options.pollInterval / 1000;
+
+const TRANSPORT_TEXT = {
+  websocket: 'WebSocket',
+  offline: 'Server unreachable',
+  unauthorized: 'Not authorized',
+  closed: 'Disconnected',
+};
 
 function showTransport() {
   const state = client.transport;
   const box = $('transport');
   box.dataset.state = state;
-  const texts = {
-    websocket: 'WebSocket',
-    http: `HTTP fallback · polling every ${pollSeconds()} s`,
-    connecting: 'Connecting…',
-    closed: 'Disconnected',
-    idle: 'Connecting…',
-  };
-  $('transport-text').textContent = texts[state] || state;
+  const reason = client.transportReason;
+  const reconnecting = /reconnecting|retrying/.test(reason);
+  const text =
+    state === 'http'
+      ? `HTTP fallback · polling every ${pollSeconds()} s`
+      : TRANSPORT_TEXT[state] || (reconnecting ? 'Reconnecting…' : 'Connecting…');
+  $('transport-text').textContent = text;
   // The first clause of the reason fits the bar; the whole of it is in the tooltip.
-  const why = state === 'websocket' ? client.options.websocketUrl : client.transportReason.split(' (')[0];
+  const why = state === 'websocket' ? client.options.websocketUrl : reason.split(' (')[0];
   $('transport-why').textContent = why || '';
-  box.title = client.transportReason || '';
+  box.title = reason || '';
   const live = $('live');
-  live.textContent = state === 'http' ? `● polling every ${pollSeconds()} s` : '● live';
+  const polling = state === 'http' || state === 'offline';
+  if (state === 'offline') live.textContent = '● waiting for the server';
+  else live.textContent = polling ? `● polling every ${pollSeconds()} s` : '● live';
   live.classList.toggle('polling', state === 'http');
   live.classList.toggle('paused', state !== 'websocket' && state !== 'http');
 }
 
-// --- queues ------------------------------------------------------------------------------------
+let lost = false; // the last word in the footer was that the server is unreachable
 
-async function refreshQueues() {
-  if (refreshing || !client) return;
-  refreshing = true;
-  const current = client;
-  try {
-    const names = (await current.allQueues()).map((q) => q.name);
-    const stats = await Promise.all(names.map((name) => current.queueStats(name).catch(() => null)));
-    if (current !== client) return;
-    renderQueues(names, stats);
-    if (selected && names.includes(selected)) renderStats(stats[names.indexOf(selected)]);
-  } catch (err) {
-    log(`listing queues failed: ${err.message}`, true);
-  } finally {
-    refreshing = false;
+function transportChanged(event) {
+  const { transport, reason } = event.detail;
+  showTransport();
+  if (transport === 'offline') log(`Cannot reach the server: ${reason}.`, true);
+  if (transport === 'unauthorized') log(`The server refused the token: ${reason}.`, true);
+  if (lost && (transport === 'websocket' || transport === 'http')) log('The server answers again.');
+  lost = transport === 'offline';
+  if (transport === 'websocket' || transport === 'http') {
+    forceCounts = true; // the view may be stale after a change of transport
+    countsSoon();
+    selectedSoon();
   }
 }
 
-function renderQueues(names, stats) {
+// --- queues ------------------------------------------------------------------------------------
+
+let listing = null; // the listing in flight
+let relisting = null; // one more, asked for meanwhile (e.g. right after creating a queue)
+
+function refreshQueues() {
+  if (!listing) {
+    listing = listQueues().finally(() => {
+      listing = null;
+    });
+    return listing;
+  }
+  relisting ??= listing.then(() => {
+    relisting = null;
+    return refreshQueues();
+  });
+  return relisting;
+}
+
+async function listQueues() {
+  const current = client;
+  listedAt = Date.now();
+  try {
+    const names = (await current.allQueues()).map((q) => q.name);
+    if (current !== client) return;
+    renderQueues(names);
+    countsSoon();
+  } catch (err) {
+    if (current === client) log(`listing queues failed: ${err.message}`, true);
+  }
+}
+
+const queueRows = () => [...$('queues').tBodies[0].rows];
+
+function renderQueues(names) {
   const body = $('queues').tBodies[0];
-  const existing = new Map([...body.rows].map((tr) => [tr.dataset.queue, tr]));
-  const ordered = names.map((name, i) => {
+  const existing = new Map(queueRows().map((tr) => [tr.dataset.queue, tr]));
+  const ordered = names.map((name) => {
     const tr =
       existing.get(name) ||
       h(
@@ -113,20 +152,23 @@ function renderQueues(names, stats) {
         h('td', { className: 'num total' }),
       );
     tr.classList.toggle('selected', name === selected);
-    const s = stats[i] || { free: '?', claimed: '?', total: '?' };
-    for (const key of ['free', 'claimed', 'total']) {
-      const cell = tr.querySelector(`.${key}`);
-      const text = String(s[key]);
-      if (cell.textContent !== text) {
-        if (cell.textContent !== '') flash(cell);
-        cell.textContent = text;
-      }
-    }
+    showCounts(tr, counts.get(name)?.stats);
     return tr;
   });
   body.replaceChildren(...ordered);
   $('no-queues').hidden = names.length > 0;
   $('queue-count').textContent = names.length ? `${names.length} queue${names.length === 1 ? '' : 's'}` : '';
+  for (const name of counts.keys()) if (!names.includes(name)) counts.delete(name);
+}
+
+function showCounts(tr, stats) {
+  for (const key of ['free', 'claimed', 'total']) {
+    const cell = tr.querySelector(`.${key}`);
+    const text = stats ? String(stats[key]) : '–';
+    if (cell.textContent === text) continue;
+    if (cell.textContent !== '' && cell.textContent !== '–') flash(cell);
+    cell.textContent = text;
+  }
 }
 
 function flash(cell) {
@@ -134,6 +176,26 @@ function flash(cell) {
   void cell.offsetWidth; // restart the animation
   cell.classList.add('changed');
 }
+
+function remember(name, stats) {
+  counts.set(name, { stats, at: Date.now() });
+  const tr = queueRows().find((r) => r.dataset.queue === name);
+  if (tr) showCounts(tr, stats);
+}
+
+/** Counts of the queues on screen that are older than COUNTS_MS (all of them when forced). */
+const countsSoon = coalesced(async () => {
+  const current = client;
+  const maxAge = forceCounts ? 0 : COUNTS_MS;
+  forceCounts = false;
+  const now = Date.now();
+  const due = onScreen($('queues-scroll'), queueRows())
+    .map((tr) => tr.dataset.queue)
+    .filter((name) => name !== selected && !(now - (counts.get(name)?.at ?? -Infinity) < maxAge));
+  const stats = await Promise.all(due.map((name) => current.queueStats(name).catch(() => null)));
+  if (current !== client) return;
+  due.forEach((name, i) => stats[i] && remember(name, stats[i]));
+}, MIN_GAP_MS, report);
 
 function renderStats(s) {
   if (!s) return;
@@ -143,16 +205,21 @@ function renderStats(s) {
   $('stat-oldest').textContent = s.oldest ? `${s.oldest.age} s` : '–';
 }
 
-async function refreshSelectedStats() {
-  if (!selected) return;
+/** The selected queue's counts, and the state of its messages on screen. */
+const selectedSoon = coalesced(async () => {
   const name = selected;
-  const s = await client.queueStats(name).catch(() => null);
-  if (s && name === selected) {
-    renderStats(s);
-    const tr = [...$('queues').tBodies[0].rows].find((r) => r.dataset.queue === name);
-    if (tr) for (const key of ['free', 'claimed', 'total']) tr.querySelector(`.${key}`).textContent = s[key];
+  const current = client;
+  selectedAt = Date.now();
+  if (!name || !current) return;
+  const stats = await current.queueStats(name).catch(() => null);
+  const stillSo = () => name === selected && current === client;
+  if (!stillSo()) return;
+  if (stats) {
+    renderStats(stats);
+    remember(name, stats);
   }
-}
+  await table.reconcile(current, name, stillSo);
+}, MIN_GAP_MS, report);
 
 async function createQueue(event) {
   event.preventDefault();
@@ -162,6 +229,7 @@ async function createQueue(event) {
   if (created === FAILED) return;
   log(created ? `Queue ${name} created.` : `Queue ${name} already exists.`);
   $('new-queue').value = '';
+  forceCounts = true;
   await refreshQueues();
   await select(name);
 }
@@ -181,92 +249,56 @@ async function select(name) {
   if (watch) watch.stop();
   watch = null;
   selected = name;
-  rows = new Map();
-  claims = new Map();
-  seq = 0;
-  $('messages').tBodies[0].replaceChildren();
-  $('claims').replaceChildren();
-  $('no-messages').hidden = false;
-  for (const tr of $('queues').tBodies[0].rows) tr.classList.toggle('selected', tr.dataset.queue === name);
+  table.reset();
+  for (const tr of queueRows()) tr.classList.toggle('selected', tr.dataset.queue === name);
   $('detail').hidden = !name;
   $('pick').hidden = Boolean(name);
   history.replaceState(null, '', name ? `#${encodeURIComponent(name)}` : location.pathname + location.search);
   if (!name) return;
   $('queue-title').textContent = name;
+  selectedAt = Date.now();
   let stats = await attempt('reading stats', () => client.queueStats(name));
   if (name !== selected) return;
   if (stats === FAILED) stats = null;
   renderStats(stats);
+  if (stats) remember(name, stats);
   // A small queue is shown whole; a big one from now on, rather than paging through all of it.
   const since = stats && stats.total > BACKLOG_LIMIT ? 'now' : 'start';
   if (since === 'now') log(`${name} holds ${stats.total} messages; showing new ones only.`);
-  const started = await attempt(`watching ${name}`, () =>
-    client.watch(name, addRow, { since, onError: (err) => log(`watching ${name}: ${err.message}`, true) }),
-  );
-  if (started === FAILED) return;
-  if (name !== selected) started.stop();
+  const current = client;
+  let started;
+  try {
+    started = await current.watch(name, addRow, {
+      since,
+      onError: (err) => log(`watching ${name}: ${err.message}`, true),
+    });
+  } catch (err) {
+    if (name === selected && current === client) log(`watching ${name} failed: ${err.message}`, true);
+    return;
+  }
+  if (name !== selected || current !== client) started.stop();
   else watch = started;
 }
 
 function addRow(message) {
-  if (rows.has(message.id)) return;
-  seq += 1;
-  const posted = new Date(Date.now() - message.age * 1000);
-  const body = JSON.stringify(message.body);
-  const state = h('span', { className: 'badge' }, 'free');
-  const remove = h(
-    'button',
-    { type: 'button', className: 'small danger', onclick: () => deleteRow(message.id) },
-    'Delete',
-  );
-  const tr = h(
-    'tr',
-    { className: 'new', dataset: { id: message.id } },
-    h('td', { className: 'num' }, String(seq)),
-    h('td', { className: 'id', title: message.id }, short(message.id)),
-    h('td', { className: 'time' }, posted.toLocaleTimeString()),
-    h('td', { className: 'body', title: body }, body),
-    h('td', { className: 'state' }, state),
-    h('td', { className: 'actions' }, remove),
-  );
-  rows.set(message.id, { tr, message, claimId: null });
-  if (message.claim_id) markClaimed(message.id, null);
-  const scroller = $('messages-scroll');
-  const atBottom = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 8;
-  const tbody = $('messages').tBodies[0];
-  tbody.append(tr);
-  while (tbody.rows.length > MAX_ROWS) {
-    rows.delete(tbody.rows[0].dataset.id);
-    tbody.rows[0].remove();
-  }
-  $('no-messages').hidden = true;
-  if (atBottom) scroller.scrollTop = scroller.scrollHeight;
-  refreshSelectedStats();
-}
-
-function markClaimed(id, claimId) {
-  const row = rows.get(id);
-  if (!row) return;
-  row.claimId = claimId;
-  const badge = row.tr.querySelector('.badge');
-  badge.className = claimId || row.message.claim_id ? 'badge claimed' : 'badge';
-  badge.textContent = claimId ? `claimed · ${short(claimId)}` : row.message.claim_id ? 'claimed' : 'free';
+  table.add(message);
+  selectedSoon();
 }
 
 async function deleteRow(id) {
-  const row = rows.get(id);
+  const row = table.get(id);
   const queue = selected;
   if (!row) return;
   const done = await attempt('deleting the message', () =>
     client.deleteMessage(queue, id, { claimId: row.claimId || undefined }),
   );
-  if (done === FAILED) return; // e.g. 403: someone else's claim holds it; the row stays
-  row.tr.remove();
-  rows.delete(id);
-  for (const claim of claims.values()) claim.ids.delete(id);
-  renderClaims();
+  if (done === FAILED) {
+    selectedSoon(); // e.g. 403: claimed elsewhere meanwhile; show how it is now
+    return;
+  }
+  table.remove(id);
   log(`Message ${short(id)} deleted.`);
-  refreshSelectedStats();
+  selectedSoon();
 }
 
 async function claim() {
@@ -279,64 +311,21 @@ async function claim() {
     log('Nothing to claim: every message is claimed already, or the queue is empty.');
     return;
   }
-  const ids = new Set(result.messages.map((m) => m.id));
-  claims.set(result.claimId, { ids, expires: Date.now() + ttl * 1000 });
-  for (const id of ids) markClaimed(id, result.claimId);
-  renderClaims();
-  log(`Claimed ${ids.size} message${ids.size === 1 ? '' : 's'} (claim ${short(result.claimId)}).`);
-  refreshSelectedStats();
-}
-
-function renderClaims() {
-  const cards = [];
-  for (const [claimId, c] of claims) {
-    if (c.ids.size === 0 || c.expires < Date.now()) {
-      claims.delete(claimId);
-      continue;
-    }
-    cards.push(
-      h(
-        'div',
-        { className: 'claim', dataset: { claim: claimId } },
-        h('span', {}, 'Claim ', h('code', { title: claimId }, short(claimId))),
-        h(
-          'span',
-          { className: 'muted' },
-          `${c.ids.size} message${c.ids.size === 1 ? '' : 's'}, until ` +
-            new Date(c.expires).toLocaleTimeString(),
-        ),
-        h('span', { className: 'spacer' }),
-        h(
-          'button',
-          { type: 'button', className: 'small primary', onclick: () => deleteClaimed(claimId) },
-          'Delete claimed',
-        ),
-        h('button', { type: 'button', className: 'small', onclick: () => release(claimId) }, 'Release'),
-      ),
-    );
-  }
-  $('claims').replaceChildren(...cards);
+  const ids = result.messages.map((m) => m.id);
+  table.claimed(result.claimId, ids, Date.now() + ttl * 1000);
+  log(`Claimed ${ids.length} message${ids.length === 1 ? '' : 's'} (claim ${short(result.claimId)}).`);
+  selectedSoon();
 }
 
 async function deleteClaimed(claimId) {
-  const c = claims.get(claimId);
-  if (!c) return;
-  for (const id of [...c.ids]) await deleteRow(id);
+  for (const id of table.claimIds(claimId)) await deleteRow(id);
 }
 
 async function release(claimId) {
-  const c = claims.get(claimId);
-  if (!c || (await attempt('releasing the claim', () => client.releaseClaim(selected, claimId))) === FAILED)
-    return;
-  for (const id of c.ids) {
-    const row = rows.get(id);
-    if (row) row.message = { ...row.message, claim_id: null };
-    markClaimed(id, null);
-  }
-  claims.delete(claimId);
-  renderClaims();
+  if ((await attempt('releasing the claim', () => client.releaseClaim(selected, claimId))) === FAILED) return;
+  table.released(claimId);
   log(`Claim ${short(claimId)} released.`);
-  refreshSelectedStats();
+  selectedSoon();
 }
 
 async function postMessage(event) {
@@ -355,7 +344,30 @@ async function postMessage(event) {
 
 // --- start -------------------------------------------------------------------------------------
 
+/** The queue named by the URL's #fragment, or null when it names none that could exist. */
+function queueInHash() {
+  try {
+    const name = decodeURIComponent(location.hash.slice(1));
+    return isQueueName(name) ? name : null;
+  } catch {
+    return null; // a malformed %-escape
+  }
+}
+
 function start(project) {
+  const field = $('project');
+  const invalid = checkProjectId(project);
+  field.setCustomValidity(invalid ? invalid.message : '');
+  if (invalid) {
+    log(invalid.message, true);
+    if (!client) {
+      $('transport').dataset.state = 'closed';
+      $('transport-text').textContent = 'Disconnected';
+      $('transport-why').textContent = 'invalid project id';
+    }
+    return;
+  }
+  if (client && client.projectId === project && client.transport !== 'closed') return; // Enter, then change
   if (client) client.close();
   localStorage.setItem('zaqar-console-project', project);
   const ws = params.has('ws') ? params.get('ws') : config.websocket_url;
@@ -367,16 +379,35 @@ function start(project) {
     transport: params.get('transport') || 'auto',
     pollInterval: poll * 1000,
   });
-  client.addEventListener('transport', showTransport);
+  counts = new Map();
+  $('queues').tBodies[0].replaceChildren();
+  client.addEventListener('transport', transportChanged);
   client.addEventListener('error', (event) => log(event.detail.message, true));
   showTransport();
-  client.connect().then(showTransport);
-  const hash = decodeURIComponent(location.hash.slice(1));
-  select(hash || null);
+  client.connect().catch(() => {}); // failures show in the badge and in the calls that fail
+  select(queueInHash());
   refreshQueues();
 }
 
+function tick() {
+  if (!client) return;
+  const now = Date.now();
+  table.expire();
+  if (now - listedAt >= LIST_MS) refreshQueues();
+  else countsSoon();
+  if (selected && now - selectedAt >= SELECTED_MS) selectedSoon();
+}
+
 async function main() {
+  table = new MessageTable(
+    {
+      tbody: $('messages').tBodies[0],
+      scroller: $('messages-scroll'),
+      claimsBox: $('claims'),
+      empty: $('no-messages'),
+    },
+    { remove: deleteRow, removeClaimed: deleteClaimed, release },
+  );
   config = await fetch('config.json', { cache: 'no-store' })
     .then((r) => r.json())
     .catch(() => ({}));
@@ -391,10 +422,12 @@ async function main() {
   $('delete-queue').addEventListener('click', deleteQueue);
   $('post-message').addEventListener('submit', postMessage);
   $('claim').addEventListener('click', claim);
-  setInterval(() => {
-    refreshQueues();
-    renderClaims();
-  }, REFRESH_MS);
+  $('queues-scroll').addEventListener('scroll', () => countsSoon(), { passive: true });
+  window.addEventListener('hashchange', () => {
+    const name = queueInHash();
+    if (client && name && name !== selected) select(name);
+  });
+  setInterval(tick, TICK_MS);
   start(project);
 }
 
