@@ -273,7 +273,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="latency: the REST poller's interval in seconds (default 0.1)")
     parser.add_argument("--connections", type=int, default=1000, help="idle: websocket connections (1000)")
     parser.add_argument("--server-threads", type=int, default=servers.DEFAULT_THREADS,
-                        help="HTTP threads and websocket workers of the servers started (default 16)")
+                        help="HTTP threads and websocket workers of the servers started "
+                        f"(default {servers.DEFAULT_THREADS}: zaqar-server's own choice for these stores)")
     parser.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True,
                         help="run the bare-framework ceilings beside zaqar (default on)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --store redis")

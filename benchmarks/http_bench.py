@@ -577,7 +577,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario (default 5)")
     parser.add_argument("--concurrency", type=int, default=4, help="client threads (default 4)")
     parser.add_argument("--server-threads", type=int, default=servers.DEFAULT_THREADS,
-                        help="worker threads of the servers this script starts (default 16)")
+                        help="worker threads of the servers this script starts "
+                        "(default 4, as zaqar-server on sqlite and redis)")
     parser.add_argument("--compare-wsgi", action="store_true",
                         help="serve the same app under cheroot, waitress and gunicorn in turn and compare")
     parser.add_argument("--rounds", type=int, default=1,

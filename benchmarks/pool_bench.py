@@ -484,7 +484,7 @@ def report(outcome: Outcome, args: argparse.Namespace, routing: Routing | None, 
         print(f"\nrouting: one pooled message_post reads the catalog {routing.lookups_per_post}x; one "
               f"catalog.get (sqlite management store, 1 thread, {CATALOG_PROBES} calls) "
               f"{routing.wall_us:.1f} us wall, {routing.cpu_us:.1f} us CPU")
-    print_phase(outcome, "http", f"HTTP, one zaqar-server per scenario (cheroot {args.server_threads} "
+    print_phase(outcome, "http", f"HTTP, one zaqar-server per scenario ({args.server_threads or 'default'} "
                                  f"threads), POST 1 message per request, keep-alive; {setting}")
     store_bench.print_problems(outcome)
     print(f"\ntotal {elapsed:.0f} s")
@@ -511,8 +511,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="benchmark the API layer in this process (default on)")
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True,
                         help="also benchmark one zaqar-server per scenario over HTTP (default on)")
-    parser.add_argument("--server-threads", type=int, default=servers.DEFAULT_THREADS,
-                        help="worker threads of the zaqar-servers (default 16)")
+    parser.add_argument("--server-threads", type=int, default=0,
+                        help="worker threads of the zaqar-servers (default 0: chosen by each store)")
     parser.add_argument("--redis-url", default=store_bench.DEFAULT_REDIS,
                         help=f"Redis server for --store redis (default {store_bench.DEFAULT_REDIS})")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures as JSON to PATH")

@@ -23,10 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from zaqar.bootstrap import QUICK_STORE_THREADS
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WSGI_SERVERS = ("builtin", "cheroot", "waitress", "gunicorn", "uwsgi")
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_THREADS = 16  # [drivers:transport:wsgi] threads default; used for every server compared
+# What zaqar-server runs on SQLite and Redis when threads = 0 (its default); used for every server compared.
+DEFAULT_THREADS = QUICK_STORE_THREADS
 PROBE_HEADERS = {"Client-ID": "4f0e2a5c-2b9e-11e3-b191-71861300734c", "X-Project-ID": "bench-probe"}
 
 
@@ -101,7 +104,7 @@ def write_config(state_dir: Path, port: int, threads: int, websocket_port: int |
         "[drivers:transport:wsgi]\n"
         "bind = 127.0.0.1\n"
         f"port = {port}\n"
-        f"threads = {threads}\n"
+        f"threads = {threads}\n"  # 0: zaqar-server chooses by the message store
     )
     if websocket_port:
         text += (

@@ -679,7 +679,7 @@ def report(outcome: Outcome, args: argparse.Namespace, elapsed: float) -> None:
     print_rounds(outcome, "in-process")
     rows = _rows(outcome, "http")
     if rows:
-        print(f"\nHTTP, one zaqar-server per store (cheroot {args.server_threads} threads, keep-alive "
+        print(f"\nHTTP, one zaqar-server per store ({args.server_threads or 'default'} threads, keep-alive "
               f"clients); {setting}")
         print_table(rows)
         print_ratios(rows)
@@ -718,8 +718,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "sqlite-normal, redis, sqlalchemy (default sqlite,redis,sqlalchemy)")
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True,
                         help="also benchmark one zaqar-server per store over HTTP (default on)")
-    parser.add_argument("--server-threads", type=int, default=servers.DEFAULT_THREADS,
-                        help="worker threads of the zaqar-servers (default 16)")
+    parser.add_argument("--server-threads", type=int, default=0,
+                        help="worker threads of the zaqar-servers (default 0: chosen by each store)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help=f"Redis server (default {DEFAULT_REDIS})")
     parser.add_argument("--sql-url", default=DEFAULT_SQL, help=f"SQL server (default {DEFAULT_SQL})")
     parser.add_argument("--analyze", action=argparse.BooleanOptionalAction, default=True,

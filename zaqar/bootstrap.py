@@ -221,12 +221,32 @@ def console_settings(conf: cfg.ConfigOpts, *, own_server: bool = True) -> Consol
     )
 
 
+# Worker threads per transport when the configuration says 0, by how long a store call waits.
+QUICK_STORE_THREADS = 4
+WAITING_STORE_THREADS = 16
+
+
+def worker_threads(conf: cfg.ConfigOpts, configured: int) -> int:
+    """Threads of a transport's reactor: as configured, or chosen by the message store.
+
+    # PERF: a worker blocked in a store call lets another run, so stores that
+    # wait on the network (PostgreSQL; pools, which may be anywhere) want many.
+    # But every thread more that is runnable at once contends for the GIL: on
+    # SQLite and Redis, whose calls take microseconds, 16 threads cost 15-30 %
+    # more CPU per message than 4, with no more throughput (benchmarks/README.md).
+    """
+    if configured:
+        return configured
+    waits = conf.pooling or conf.drivers.message_store == "sqlalchemy"
+    return WAITING_STORE_THREADS if waits else QUICK_STORE_THREADS
+
+
 def http_settings(conf: cfg.ConfigOpts, limits: Limits) -> wsgi.Settings:
     group = conf["drivers:transport:wsgi"]
     return wsgi.Settings(
         bind=group.bind,
         port=group.port,
-        threads=group.threads,
+        threads=worker_threads(conf, group.threads),
         max_body=limits.body_cap,
         request_timeout=group.request_timeout,
         keepalive_timeout=group.keepalive_timeout,
@@ -246,7 +266,7 @@ def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settin
         notification_host=socket.gethostname() if wildcard else notify_bind,
         bind=group.bind,
         port=group.port,
-        workers=group.workers,
+        workers=worker_threads(conf, group.workers),
         max_frame_size=group.max_frame_size or limits.max_messages_post_size + 64 * 1024,
         idle_timeout=group.idle_timeout,
         send_timeout=group.send_timeout,

@@ -92,7 +92,9 @@ def _connection_opts(refusal: str) -> list[cfg.Opt]:
 _WSGI = [
     cfg.HostAddressOpt("bind", default="127.0.0.1"),
     cfg.PortOpt("port", default=8888),
-    cfg.IntOpt("threads", default=16, min=1, help="Worker threads of the built-in HTTP server."),
+    cfg.IntOpt("threads", default=0, min=0,
+               help="Worker threads of the built-in HTTP server. 0: chosen by the message store, 4 for "
+               "sqlite and redis, 16 for sqlalchemy and with pooling (stores that wait on the network)."),
     cfg.FloatOpt("request_timeout", default=30.0, min=0.1,
                  help="Seconds a client has to send a whole request (head and body) once it started."),
     cfg.FloatOpt("keepalive_timeout", default=60.0, min=0.1,
@@ -105,7 +107,9 @@ _WSGI = [
 _WEBSOCKET = [
     cfg.HostAddressOpt("bind", default="127.0.0.1"),
     cfg.PortOpt("port", default=9000),
-    cfg.IntOpt("workers", default=16, min=1, help="Threads answering frames (all connections share them)."),
+    cfg.IntOpt("workers", default=0, min=0,
+               help="Threads answering frames (all connections share them). 0: as [drivers:transport:wsgi] "
+               "threads 0."),
     cfg.IntOpt(
         "max_frame_size",
         default=0,

@@ -37,7 +37,7 @@ _NO_BODY_STATUS = frozenset({204, 304})
 class Settings:
     bind: str = "127.0.0.1"
     port: int = 8888
-    threads: int = 16
+    threads: int = 4
     max_head: int = 64 * 1024
     max_body: int = 1 << 20  # larger bodies are not read; the app answers from their declared size
     request_timeout: float = 30.0  # to receive one whole request, once its first byte arrived
