@@ -144,10 +144,10 @@ def test_a_notification_of_a_message_at_the_post_limit_fits_however_it_is_escape
 def test_a_body_over_the_limit_is_refused_from_its_declared_size_unread(server, api):
     conn, url, post_headers = _subscribed(server, api)
     conn.close()
-    started = time.monotonic()
     status, body = _post(url, b"x" * 150_000_000, post_headers, head_only=True)  # declared, never sent
+    # NOTE: a server waiting for the body would answer 408 at its deadline instead: the 413 says it
+    # decided from the head alone (no timing asserted here: this machine is too noisy for that).
     assert (status, body) == (413, b"Notification too large. Max size: 16384 bytes.")  # 4 x max_frame_size
-    assert time.monotonic() - started < 1.0
 
 
 def test_half_sent_requests_time_out_and_cannot_hold_more_than_the_cap(server, api):

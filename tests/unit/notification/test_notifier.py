@@ -252,7 +252,7 @@ def test_messages_posted_never_blocks_and_drops_beyond_the_backlog(store, make_n
     with caplog.at_level(logging.WARNING, logger="zaqar.notification"):
         for i in range(3):
             notifier.messages_posted(P, Q, [_doc(i)])
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2  # blocked, it would wait forever: the notifier is not started
     assert sum("backlog full" in r.getMessage() for r in caplog.records) == 2
     notifier.start()
     assert [p.json()["body"] for p in receiver.wait_for(1)] == [0]
