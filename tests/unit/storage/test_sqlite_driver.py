@@ -15,6 +15,7 @@ from zaqar.storage import errors
 from zaqar.storage.base import MessageDraft
 from zaqar.storage.sqlite import DataDriver
 from zaqar.storage.sqlite import messages as sqlite_messages
+from zaqar.storage.sqlite.common import Database
 from zaqar.storage.sqlite.driver import consume_level, parse_uri
 
 
@@ -83,6 +84,13 @@ def test_creates_parent_directories_and_uses_wal(store: DataDriver, db_path: Pat
         conn.close()
 
 
+@pytest.mark.parametrize(("query", "level"), [("", 2), ("?synchronous=normal", 1)])
+def test_synchronous_level_is_applied(db_path: Path, clock: FakeClock, query: str, level: int) -> None:
+    driver = DataDriver(_uri(db_path, query), clock=clock)
+    try:
+        assert driver._db.connection().execute("PRAGMA synchronous").fetchone()[0] == level
+    finally:
+        driver.close()
 
 
 def test_reopening_the_file_keeps_data_and_sequence(db_path: Path, clock: FakeClock) -> None:
@@ -237,3 +245,15 @@ def test_consume_synchronous_is_read_from_the_uri(uri, level):
 def test_an_unknown_consume_synchronous_level_is_refused():
     with pytest.raises(errors.BackendUnavailable):
         consume_level("sqlite:////tmp/z.db?consume_synchronous=off")
+
+
+def test_posts_commit_at_full_and_claims_and_deletes_at_the_consume_level(tmp_path):
+    db = Database(str(tmp_path / "levels.sqlite"), "FULL", "NORMAL")
+    try:
+        levels = []
+        for consume in (False, True, True, False):
+            with db.write(consume=consume) as conn:
+                levels.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        assert levels == [2, 1, 1, 2]  # SQLite: 2 = FULL, 1 = NORMAL
+    finally:
+        db.close()

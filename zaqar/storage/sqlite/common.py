@@ -6,22 +6,11 @@ operation runs inside one explicit transaction from ``Database.read`` or
 ``Database.write``; writes start with ``BEGIN IMMEDIATE`` so the write lock is
 taken before anything is read, which is what makes claim selection and
 sequence allocation race-free across threads and processes.
-
-Durability (``synchronous=full``, the default) is group commit: connections
-run at SQLite's ``synchronous=NORMAL`` (a commit writes its WAL frames but
-does not fsync them), and a durable write returns only once the WAL file was
-fdatasync'ed after its commit (``GroupSync``). A writer arriving while
-another's sync is under way waits for the next one, which covers every commit
-made meanwhile; so one fsync serves all the writers that commit together, and
-the write lock is no longer held across an fsync. What that guarantees is what
-SQLite's own ``FULL`` gives in WAL mode: an acknowledged write survives a power
-loss.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 import weakref
@@ -42,82 +31,11 @@ def unavailable(exc: BaseException) -> errors.BackendUnavailable:
 class _Holder:
     """Lives in a thread's local storage; its collection closes the thread's connection."""
 
-    __slots__ = ("conn", "__weakref__")
+    __slots__ = ("conn", "level", "__weakref__")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, level: str) -> None:
         self.conn = conn
-
-
-class GroupSync:
-    """Makes commits durable with one fdatasync of the WAL for every writer waiting at that moment.
-
-    ``wait`` is called after a commit returned. The first waiter with no sync
-    under way syncs for everybody who had committed by then; those arriving
-    during its sync wait, and the next leader syncs for them.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path  # the database file; its WAL is ``path + "-wal"``
-        self._cond = threading.Condition(threading.Lock())
-        self._committed = 0  # commits that asked to be made durable
-        self._synced = 0  # of those, the ones covered by a finished sync
-        self._syncing = False
-        self._fd: int | None = None
-        self.syncs = 0  # fdatasync calls made (for tests and diagnostics)
-
-    def wait(self) -> None:
-        """Return once a sync that began after this thread's last commit has finished. Raises OSError."""
-        with self._cond:
-            self._committed += 1
-            mine = self._committed
-            while self._synced < mine:
-                if self._syncing:
-                    self._cond.wait()
-                    continue
-                self._syncing, target = True, self._committed
-                self._cond.release()
-                try:
-                    self._sync()
-                finally:
-                    self._cond.acquire()
-                    self._syncing = False
-                    self._cond.notify_all()
-                self._synced = max(self._synced, target)
-
-    def _sync(self) -> None:
-        fd = self._wal_fd()
-        os.fdatasync(fd)
-        self.syncs += 1
-
-    def _wal_fd(self) -> int:
-        """The WAL, opened at the first sync after ``reopen``.
-
-        # PERF: a stat per sync (to notice a replaced WAL) cost more CPU than the
-        # sync's own system call on this machine; ``reopen`` is called instead
-        # whenever this process opens a connection, the only time the file can
-        # have been replaced: SQLite deletes the WAL when the last connection
-        # closes, so while one of ours is open it stays the same file.
-        """
-        if self._fd is None:
-            try:
-                self._fd = os.open(self._path + "-wal", os.O_RDONLY)
-            except FileNotFoundError:  # not in WAL mode: commits went to the file itself
-                self._fd = os.open(self._path, os.O_RDONLY)
-        return self._fd
-
-    def reopen(self) -> None:
-        """Open the WAL again at the next sync (a new connection may have recreated it)."""
-        with self._cond:
-            self._close_locked()
-
-    def close(self) -> None:
-        with self._cond:
-            self._close_locked()
-
-    def _close_locked(self) -> None:
-        if self._fd is not None and not self._syncing:
-            os.close(self._fd)
-            self._fd = None
+        self.level = level  # the connection's PRAGMA synchronous now
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:
@@ -137,11 +55,9 @@ class Database:
     """One database file opened once per thread, with tracked connections."""
 
     def __init__(self, path: str, synchronous: str, consume_synchronous: str | None = None) -> None:
-        """``synchronous`` and ``consume_synchronous`` (claims, deletes): ``FULL`` or ``NORMAL``."""
         self.path = path
         self.synchronous = synchronous
         self.consume_synchronous = consume_synchronous or synchronous
-        self.group_sync = GroupSync(path)
         self._local = threading.local()
         self._lock = threading.Lock()
         # One finalizer per opened connection; calling it closes the connection.
@@ -156,7 +72,7 @@ class Database:
             check_same_thread=False,  # only so close() may close other threads' connections
         )
         try:
-            conn.execute("PRAGMA synchronous = NORMAL")  # FULL's fsync is GroupSync's, after the commit
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.Error:
             _close_quietly(conn)
             raise
@@ -181,8 +97,7 @@ class Database:
                 conn = self._open()
             except sqlite3.Error as exc:
                 raise unavailable(exc) from exc
-            holder = _Holder(conn)
-            self.group_sync.reopen()
+            holder = _Holder(conn, self.synchronous)
             self._finalizers = [fin for fin in self._finalizers if fin.alive]
             self._finalizers.append(weakref.finalize(holder, _close_quietly, conn))
         self._local.holder = holder
@@ -200,24 +115,30 @@ class Database:
             finalizers, self._finalizers = self._finalizers, []
         for fin in finalizers:
             fin()
-        self.group_sync.close()
 
     @contextlib.contextmanager
     def write(self, *, consume: bool = False) -> Iterator[sqlite3.Connection]:
         """A read-modify-write transaction holding the write lock from its first statement.
 
-        Returns once the commit is durable at ``synchronous`` (``consume``: a claim or
-        delete, at ``consume_synchronous``). Losing a claim or delete to a power failure
-        only makes messages deliverable again, which at-least-once delivery already
-        allows; a post never is.
+        ``consume``: a claim or delete, committed at ``consume_synchronous``.
+        Losing one to a power failure only makes messages deliverable again,
+        which at-least-once delivery already allows; a post never is.
         """
+        if self.consume_synchronous != self.synchronous:
+            self._set_level(self.consume_synchronous if consume else self.synchronous)
         with self._transaction("BEGIN IMMEDIATE") as conn:
             yield conn
-        if (self.consume_synchronous if consume else self.synchronous) == "FULL":
+
+    def _set_level(self, level: str) -> None:
+        """Switch this thread's connection to ``level`` (outside a transaction), if it is not there."""
+        conn = self.connection()
+        holder: _Holder = self._local.holder
+        if holder.level != level:
             try:
-                self.group_sync.wait()
-            except OSError as exc:
+                conn.execute(f"PRAGMA synchronous = {level}")
+            except sqlite3.Error as exc:
                 raise unavailable(exc) from exc
+            holder.level = level
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
