@@ -53,6 +53,7 @@ QUEUE_SUFFIXES = (":ids", ":exp", ":msg", ":body", ":claim", ":claims", ":stale"
 
 SCRIPTS: dict[str, str] = {
     "queue_create": lua.QUEUE_CREATE,
+    "queue_list": lua.QUEUE_LIST,
     "queue_set_metadata": lua.QUEUE_SET_METADATA,
     "queue_replace_metadata": lua.QUEUE_REPLACE_METADATA,
     "post": lua.POST,

@@ -131,6 +131,28 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
 
+# KEYS: project index. ARGV: the key of the project's queue records without the (quoted) name,
+# range start ('-' or '(' .. marker), how many names to read, name filter ('' for none).
+# Returns {names read, last name read ('' when none), then name, metadata JSON per queue}
+# for the names that pass the filter and whose record still exists (a concurrent delete).
+# Names are quoted as ``Backend.queue_key`` quotes them (urllib's quote with safe='').
+QUEUE_LIST = r"""
+local names = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], '+', 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {#names, names[#names] or ''}
+local needle = ARGV[4]
+local function quoted(c) return string.format('%%%02X', string.byte(c)) end
+for _, name in ipairs(names) do
+  if needle == '' or string.find(name, needle, 1, true) then
+    local meta = redis.call('HGET', ARGV[1] .. (string.gsub(name, '[^%w_%.~%-]', quoted)), 'meta')
+    if meta then
+      out[#out + 1] = name
+      out[#out + 1] = meta
+    end
+  end
+end
+return out
+"""
+
 # KEYS: queue. ARGV: metadata JSON, invalidation channel. Returns 0 when the queue is missing.
 # The queue key is published in the same script (atomically with the write) so that
 # every process drops its cached copy (see ``zaqar.storage.cache``).
