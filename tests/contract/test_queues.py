@@ -309,6 +309,7 @@ def test_stats_of_missing_queue_are_zeros(store: DataDriver) -> None:
     assert (stats.total, stats.claimed, stats.free) == (0, 0, 0)
     assert stats.oldest is None
     assert stats.newest is None
+    assert stats.exists in (None, False)  # where a store answers it, it must be right
 
 
 def test_stats_of_empty_queue_are_zeros(store: DataDriver) -> None:
@@ -317,6 +318,16 @@ def test_stats_of_empty_queue_are_zeros(store: DataDriver) -> None:
     assert (stats.total, stats.claimed, stats.free) == (0, 0, 0)
     assert stats.oldest is None
     assert stats.newest is None
+    assert stats.exists in (None, True)
+
+
+def test_stats_say_a_queue_exists_once_its_messages_are_gone(store: DataDriver, clock: FakeClock) -> None:
+    post_n(store, 1, ttl=60)
+    clock.advance(61)
+    stats = store.queues.stats(PROJECT, QUEUE)
+    assert (stats.total, stats.exists) in ((0, None), (0, True))
+    store.queues.delete(PROJECT, QUEUE)
+    assert store.queues.stats(PROJECT, QUEUE).exists in (None, False)
 
 
 def test_stats_count_messages(store: DataDriver) -> None:

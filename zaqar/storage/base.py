@@ -86,10 +86,18 @@ class MessageStamp:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueueStats:
+    """Counts of a queue; ``exists`` is set by stores that learn it with the counts.
+
+    ``exists`` None means unknown: a caller that must tell an empty queue from a
+    missing one asks ``QueueController.exists``. # PERF: on Redis that is a
+    second round trip, which the stats script saves by answering it.
+    """
+
     total: int
     claimed: int
     oldest: MessageStamp | None
     newest: MessageStamp | None
+    exists: bool | None = None
 
     @property
     def free(self) -> int:

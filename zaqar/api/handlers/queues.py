@@ -120,8 +120,10 @@ def queue_delete(ctx: Context, req: Request) -> Response:
 def queue_get_stats(ctx: Context, req: Request) -> Response:
     name = req.params["queue_name"]
     s = ctx.store.queues.stats(req.project_id, name)
-    # An empty queue may not exist at all; only then is the extra lookup worth it.
-    exists = bool(s.total) or ctx.store.queues.exists(req.project_id, name)
+    # An empty queue may not exist at all; only then, and only if the store did not say, ask.
+    exists = s.exists
+    if exists is None:
+        exists = bool(s.total) or ctx.store.queues.exists(req.project_id, name)
     now = ctx.clock()
     body = views.stats(s, now, lambda stamp: {"href": f"/v2/queues/{name}/messages/{stamp.id}"})
     return Response(200, body, data=(s, exists, now))

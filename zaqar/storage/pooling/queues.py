@@ -81,7 +81,7 @@ class QueueController(base.QueueController):
     def stats(self, project: str | None, name: str) -> base.QueueStats:
         driver = self._registry.lookup(project, name)
         if driver is None:
-            return base.QueueStats(total=0, claimed=0, oldest=None, newest=None)
+            return base.QueueStats(total=0, claimed=0, oldest=None, newest=None, exists=False)
         return driver.queues.stats(project, name)
 
     def _placed(self, project: str | None, name: str) -> base.DataDriver:

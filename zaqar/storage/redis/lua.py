@@ -329,11 +329,12 @@ return {'ok'}
 """
 
 # KEYS: queue. ARGV: now.
-# Returns {total, claimed[, oldest id, oldest created, newest id, newest created]}.
+# Returns {total, claimed, oldest id, oldest created, newest id, newest created}, or
+# {0, 0, whether the queue record exists (1/0)} when no message is alive.
 STATS = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
 local total = redis.call('ZCOUNT', base .. ':exp', '(' .. ARGV[1], '+inf')
-if total == 0 then return {0, 0} end
+if total == 0 then return {0, 0, redis.call('EXISTS', base)} end
 local claimed = 0
 for _, cid in ipairs(redis.call('ZRANGEBYSCORE', base .. ':claims', '(' .. ARGV[1], '+inf')) do
   local c = claim_record(base, cid)
@@ -346,7 +347,7 @@ for _, cmd in ipairs({'ZRANGE', 'ZREVRANGE'}) do
   local start, found = 0, false
   while not found do
     local batch = redis.call(cmd, base .. ':ids', start, start + 49)
-    if #batch == 0 then return {0, 0} end
+    if #batch == 0 then return {0, 0, redis.call('EXISTS', base)} end
     for _, id in ipairs(batch) do
       local m = get_msg(base, id)
       if m and alive(m, now) then

@@ -156,7 +156,7 @@ class QueueController(base.QueueController):
         reply = self._backend.run("stats", [self._backend.queue_key(project, name)], [num(now)])
         total, claimed = int(reply[0]), int(reply[1])
         if total == 0:
-            return base.QueueStats(total=0, claimed=0, oldest=None, newest=None)
+            return base.QueueStats(total=0, claimed=0, oldest=None, newest=None, exists=bool(int(reply[2])))
         oldest = base.MessageStamp(id=reply[2], created=float(reply[3]))
         newest = base.MessageStamp(id=reply[4], created=float(reply[5]))
-        return base.QueueStats(total=total, claimed=claimed, oldest=oldest, newest=newest)
+        return base.QueueStats(total=total, claimed=claimed, oldest=oldest, newest=newest, exists=True)
