@@ -14,6 +14,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,6 +113,51 @@ def test_a_write_behind_zaqars_back_is_seen_once_the_entry_ages_out(path, clock)
         driver.close()
 
 
+def test_a_driver_opening_the_database_through_a_symlink_shares_the_counters(path, clock, tmp_path):
+    """SQLite follows the link to one -wal and -shm; the counters must follow it too."""
+    real = storage.load_data_driver("sqlite", f"sqlite:///{path}", clock=clock)
+    link = tmp_path / "elsewhere" / "link.sqlite"
+    link.parent.mkdir()
+    link.symlink_to(path)
+    linked = storage.load_data_driver("sqlite", f"sqlite:///{link}", clock=clock)
+    try:
+        real.queues.create(P, Q, {"v": 1})
+        assert _metadata(linked) == {"v": 1}  # now cached by the linked driver
+        real.queues.set_metadata(P, Q, {"v": 2})
+        assert _metadata(linked) == {"v": 2}
+        assert not (link.parent / "link.sqlite-gen").exists()
+    finally:
+        linked.close()
+        real.close()
+
+
+def test_eviction_under_concurrent_loads_never_fails_a_read(path):
+    """Past the cap every load evicts the oldest entry while other threads insert theirs."""
+    cache = GenerationCache(Generations(f"{path}-gen"), max_entries=100)
+    failures: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            for i in range(20_000):
+                key = f"{number}-{i}"  # every read a miss: a load, and an eviction
+                assert cache.get(key, lambda key=key: key) == key
+        except BaseException as exc:  # collected and asserted below
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race needs a switch mid-evict
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        cache.close()
+    assert failures == []
+
+
 def test_a_read_that_races_a_write_is_not_kept(path):
     cache = GenerationCache(Generations(f"{path}-gen"))
     try:
@@ -139,7 +185,7 @@ def test_a_subscription_made_elsewhere_makes_a_local_post_notify(pair):
     a, b = pair
     pushed: list[dict[str, Any]] = []
     notifier = Notifier(a)
-    notifier.register_local("local://", lambda connection, document: pushed.append(document) is None)
+    notifier.register_local("local://", lambda connection, document, headers: pushed.append(document) is None)
     notifier.start()
     api = Api(Context(store=a, notifier=notifier))
     client_id = str(uuid.uuid4())

@@ -122,7 +122,10 @@ def evalsha(client: redis.Redis, script: redis.commands.core.Script, keys: Seque
             conn.send_packed_command(command)
             return conn.read_response()
         except redis.exceptions.NoScriptError:  # the server restarted, or SCRIPT FLUSH ran
-            client.script_load(script.script)
+            # NOTE: loaded over this same connection: asking the pool for another could wait
+            # forever (or fail) when max_connections are all held by calls doing just this.
+            conn.send_packed_command([_pack(("SCRIPT", "LOAD", script.script))])
+            conn.read_response()
             conn.send_packed_command(command)
             return conn.read_response()
     except redis.exceptions.ResponseError:

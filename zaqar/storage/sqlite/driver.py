@@ -88,7 +88,9 @@ class DataDriver(base.DataDriver):
         self._db = Database(path, synchronous, consume_level(uri))
         self._prepare(path)
         try:
-            self._cache = GenerationCache(Generations(path + "-gen"), clock=cache_clock)
+            # NOTE: beside the file itself, as SQLite puts its -wal and -shm: a process opening the
+            # database through a symbolic link must share the counters of one opening it directly.
+            self._cache = GenerationCache(Generations(os.path.realpath(path) + "-gen"), clock=cache_clock)
         except OSError as exc:
             self._db.close()
             raise unavailable(exc) from exc

@@ -118,9 +118,18 @@ class GenerationCache:
         value = load()
         if value is not None:
             if key not in self._entries and len(self._entries) >= self._max_entries:
-                self._entries.pop(next(iter(self._entries)), None)
+                self._evict_oldest()
             self._entries[key] = (slot, counter, now, value)
         return value
+
+    def _evict_oldest(self) -> None:
+        try:
+            oldest = next(iter(self._entries))
+        except (RuntimeError, StopIteration):
+            # NOTE: another thread changed the dict while this one looked (it is not locked, so
+            # hits stay a lookup): nothing is evicted now, and the next load over the cap tries again.
+            return
+        self._entries.pop(oldest, None)
 
     def invalidate(self, key: str) -> None:
         """After a committed (or possibly committed) write of ``key``: every process reloads it."""
