@@ -238,7 +238,7 @@ def bench_store(store_name: str, args: argparse.Namespace) -> dict[str, list[flo
         notifier = Notifier(store)
         pushed = [0]
 
-        def push(connection: str, document: dict[str, object]) -> bool:
+        def push(connection: str, document: dict[str, object], headers: object) -> bool:
             pushed[0] += 1
             return True
 

@@ -25,8 +25,10 @@ import pytest
 import websocket
 
 from tests.functional.ws_helpers import serve, sqlite_api
-from zaqar.api import Api, Request
-from zaqar.transport.websocket import WebSocketServer, protocol
+from zaqar.api import Api, Context, Request
+from zaqar.notification import Notifier
+from zaqar.storage.sqlite import DataDriver
+from zaqar.transport.websocket import Settings, WebSocketServer, protocol
 
 H = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "notify-p"}
 NOTIFICATION = {"body": "hello", "ttl": 60, "queue_name": "q", "Message_Type": "Notification"}
@@ -210,5 +212,87 @@ def test_a_subscribers_own_post_headers_are_kept_beside_the_token(server, api):
         conn.send(json.dumps({"action": "subscription_create", "headers": H, "body": {
             "queue_name": "q2", "options": "not an object"}}))
         assert json.loads(conn.recv())["headers"]["status"] == 400  # still the handler's to refuse
+    finally:
+        conn.close()
+
+
+# -- pushes handed over in process (the notifier of the same process) -------------------------------
+# Review: the notifier's in-process short cut skipped the token, so a webhook of another project
+# naming a connection's URL pushed into it; and an update of a connection's subscription dropped
+# the token (the client never sees it), after which pushes from other processes were refused.
+
+@pytest.fixture
+def notifying(tmp_path: Path) -> Iterator[tuple[Api, WebSocketServer, Notifier]]:
+    store = DataDriver(f"sqlite:///{tmp_path}/n.sqlite")
+    notifier = Notifier(store)
+    api = Api(Context(store=store, notifier=notifier))
+    notifier.start()
+    server = WebSocketServer(api, Settings(port=0, workers=4), notifier=notifier)
+    server.start()
+    try:
+        yield api, server, notifier
+    finally:
+        server.stop(grace=0.2)
+        notifier.stop()
+        store.close()
+
+
+def _settled(notifier: Notifier) -> None:
+    deadline = time.monotonic() + 10
+    while not notifier.idle():
+        assert time.monotonic() < deadline, "the notifier did not finish its deliveries"
+        time.sleep(0.01)
+
+
+def _call(conn: websocket.WebSocket, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    conn.send(json.dumps({"action": action, "headers": H, "body": body}))
+    reply: dict[str, Any] = json.loads(conn.recv())
+    return reply
+
+
+def test_a_webhook_naming_a_connection_cannot_push_into_it_in_process(notifying):
+    api, server, notifier = notifying
+    victim = websocket.create_connection(f"ws://127.0.0.1:{server.address[1]}/", timeout=10)
+    try:
+        assert _call(victim, "subscription_create", {"queue_name": "q"})["headers"]["status"] == 201
+        (own,) = api.ctx.store.subscriptions.live(H["X-Project-ID"], "q")
+        attacker = {"project_id": "attacker", "client_id": str(uuid.uuid4())}
+        created = api.handle(Request("subscription_create", **attacker,
+                                     params={"queue_name": "evil", "subscriber": own.subscriber}))
+        assert created.status == 201
+        forged = {"queue_name": "evil", "messages": [{"body": "forged", "ttl": 60}]}
+        posted = api.handle(Request("message_post", **attacker, params=forged))
+        assert posted.status == 201
+        _settled(notifier)
+        _nothing_pushed(victim)
+        # the connection's own subscription is still served in process
+        assert _call(victim, "message_post", {"queue_name": "q", "messages": [{"body": "mine", "ttl": 60}]}
+                     )["headers"]["status"] == 201
+        assert json.loads(victim.recv())["body"] == "mine"
+    finally:
+        victim.close()
+
+
+def test_updating_a_connections_subscription_keeps_its_pushes_coming(notifying):
+    api, server, notifier = notifying
+    conn = websocket.create_connection(f"ws://127.0.0.1:{server.address[1]}/", timeout=10)
+    try:
+        sid = _call(conn, "subscription_create", {"queue_name": "q"})["body"]["subscription_id"]
+        assert _call(conn, "subscription_update", {"queue_name": "q", "subscription_id": sid,
+                                                   "options": {"note": "x"}})["headers"]["status"] == 204
+        shown = _call(conn, "subscription_get", {"queue_name": "q", "subscription_id": sid})["body"]
+        assert shown["options"] == {"note": "x"}  # as the client gave them: the token stays hidden
+        (stored,) = api.ctx.store.subscriptions.live(H["X-Project-ID"], "q")
+        assert stored.options["post_headers"] == {protocol.PUSH_TOKEN_HEADER: server.push_token(
+            stored.subscriber.rsplit("/", 1)[1])}
+        assert _call(conn, "message_post", {"queue_name": "q", "messages": [{"body": "after", "ttl": 60}]}
+                     )["headers"]["status"] == 201
+        assert json.loads(conn.recv())["body"] == "after"
+        # pointed elsewhere, it is no longer the connection's: the token does not go with it
+        assert _call(conn, "subscription_update", {"queue_name": "q", "subscription_id": sid,
+                                                   "subscriber": "http://127.0.0.1:9/hook"}
+                     )["headers"]["status"] == 204
+        (moved,) = api.ctx.store.subscriptions.live(H["X-Project-ID"], "q")
+        assert protocol.PUSH_TOKEN_HEADER not in moved.options.get("post_headers", {})
     finally:
         conn.close()

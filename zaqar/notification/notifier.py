@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,9 @@ from zaqar.storage.base import DataDriver, Subscription
 
 LOG = logging.getLogger("zaqar.notification")
 
-Push = Callable[[str, dict[str, Any]], bool]  # (connection id, document) -> delivered?
+# (connection id, document, the subscription's post_headers) -> delivered? The receiver checks
+# the headers as its notification endpoint would (the websocket's push token).
+Push = Callable[[str, dict[str, Any], Mapping[str, Any]], bool]
 _TEMPLATE = '"$zaqar_message$"'
 
 
@@ -187,15 +189,19 @@ class Notifier:
             if self._mailer is not None:
                 self._pool.submit(self._mailer.send, url, sub.options, document)
             return
+        given = sub.options.get("post_headers")
+        post_headers = given if isinstance(given, dict) else {}
         for base, push in self._local.items():
-            if url.startswith(base) and push(url[len(base):], document):
+            # NOTE: a push that is refused here (a wrong token) goes out over HTTP like any other,
+            # and the endpoint refuses it too: in process or not, the same rule.
+            if url.startswith(base) and push(url[len(base):], document, post_headers):
                 return
         body = json.dumps(document).encode()
         template = sub.options.get("post_data")
         if template is not None:
             body = json.dumps(template).replace(_TEMPLATE, body.decode()).encode()
         headers = {"Content-Type": "application/json"}
-        headers.update({str(k): str(v) for k, v in (sub.options.get("post_headers") or {}).items()})
+        headers.update({str(k): str(v) for k, v in post_headers.items()})
         waits = retry.schedule(retry.effective(sub.options, queue_meta))
         self._enqueue(_Delivery(url, body, headers, waits))
 

@@ -330,7 +330,7 @@ def test_local_connections_are_pushed_to_in_process(store, make_notifier, receiv
     subscribe(store, base + "conn-elsewhere", confirmed=True)
     notifier = make_notifier()
 
-    def push(connection: str, document: dict[str, Any]) -> bool:
+    def push(connection: str, document: dict[str, Any], headers: Any) -> bool:
         pushed.append((connection, document))
         return connection == "conn-here"
 
@@ -449,7 +449,7 @@ def test_mailto_without_a_mailer_is_skipped(store, make_notifier, receiver):
 def test_idle_is_false_while_an_event_is_being_dispatched(store, make_notifier):
     entered, release = threading.Event(), threading.Event()
 
-    def slow_push(connection: str, document: dict[str, Any]) -> bool:
+    def slow_push(connection: str, document: dict[str, Any], headers: Any) -> bool:
         entered.set()
         release.wait(10)
         return True

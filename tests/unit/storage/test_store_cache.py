@@ -182,7 +182,7 @@ def test_a_write_through_this_driver_is_read_back_at_once(pair):
 def test_a_subscription_made_elsewhere_makes_a_local_post_notify(pair):
     pushed: list[dict[str, Any]] = []
     notifier = Notifier(pair.a)
-    notifier.register_local("local://", lambda connection, document: pushed.append(document) is None)
+    notifier.register_local("local://", lambda connection, document, headers: pushed.append(document) is None)
     notifier.start()
     api = Api(Context(store=pair.a, notifier=notifier))
     client_id = str(uuid.uuid4())

@@ -157,11 +157,39 @@ def subscription_update(ctx: Context, req: Request) -> Response:
     if not fields:
         raise errors.ApiError(f"Subscription {sid} could not be updated.",
                               title="Unable to update subscription", status=400)
+    _carry_push_token(ctx, req.project_id, queue, sid, fields)
     try:
         ctx.store.subscriptions.update(req.project_id, queue, sid, **fields)
     except storage_errors.SubscriptionAlreadyExists as exc:
         raise errors.Conflict(_DUPLICATE) from exc
     return Response(204, headers={"Location": f"/v2/queues/{queue}/subscriptions/{sid}"})
+
+
+def _carry_push_token(ctx: Context, project: str | None, queue: str, sid: str,
+                      fields: dict[str, Any]) -> None:
+    """Keep a connection-bound subscription's push token through an update that replaces its options.
+
+    The client never sees the token (``views.subscription``), so options it sends
+    back lack it; without it, pushes from other processes would be refused (403)
+    and lost. A subscriber changed to another URL loses it: it is the connection's.
+    """
+    if "options" not in fields and "subscriber" not in fields:
+        return
+    try:
+        current = ctx.store.subscriptions.get(project, queue, sid)
+    except storage_errors.SubscriptionDoesNotExist:
+        return  # the update itself says so
+    headers = current.options.get("post_headers")
+    token = headers.get(views.PUSH_TOKEN_HEADER) if isinstance(headers, dict) else None
+    if token is None:
+        return
+    options = fields.get("options", current.options)
+    given = options.get("post_headers")
+    kept = {k: v for k, v in given.items() if k != views.PUSH_TOKEN_HEADER} if isinstance(given, dict) else {}
+    if fields.get("subscriber", current.subscriber) == current.subscriber:
+        kept[views.PUSH_TOKEN_HEADER] = token
+    rest = {k: v for k, v in options.items() if k != "post_headers"}
+    fields["options"] = {**rest, "post_headers": kept} if kept or isinstance(given, dict) else rest
 
 
 @operation("subscription_confirm", unavailable="Subscription could not be confirmed.")

@@ -11,10 +11,11 @@ endpoint (endpoint.py) is one more listener on the same reactor.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -30,7 +31,8 @@ LOG = logging.getLogger("zaqar.transport.websocket")
 class LocalRegistry(Protocol):
     """The notifier side: where to hand notifications for this process's connections."""
 
-    def register_local(self, base_url: str, push: Callable[[str, dict[str, Any]], bool]) -> None: ...
+    def register_local(self, base_url: str,
+                       push: Callable[[str, dict[str, Any], Mapping[str, Any]], bool]) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ class WebSocketServer:
 
     def start(self) -> None:
         if self._notifier is not None:
-            self._notifier.register_local(self.notification_url, self.push)
+            self._notifier.register_local(self.notification_url, self.push_subscribed)
         self.reactor.start()
 
     # -- the channels' side ---------------------------------------------------------------------
@@ -122,6 +124,19 @@ class WebSocketServer:
             # The connection's subscriptions go with it (websocket.md §9.2).
             self._cleanup.submit(protocol.forget, self._api, channel.session)
         LOG.debug("websocket %s closed", channel.id)
+
+    def push_subscribed(self, connection_id: str, document: dict[str, Any],
+                        post_headers: Mapping[str, Any]) -> bool:
+        """The notifier's in-process delivery: the same token check as the notification endpoint's.
+
+        Without it, anyone who learnt a connection id could subscribe a webhook of their own
+        queue to ``notification_url + id`` and have this process push into that connection.
+        """
+        given = post_headers.get(protocol.PUSH_TOKEN_HEADER)
+        expected = self.push_token(connection_id).encode()
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected):
+            return False
+        return self.push(connection_id, document)
 
     def push(self, connection_id: str, document: dict[str, Any]) -> bool:
         """Send a notification to a connection of this process; False if it is not here."""
