@@ -6,12 +6,14 @@ get plain settings, and every transport gets the same ``Api``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 from oslo_config import cfg
@@ -278,7 +280,24 @@ def websocket_settings(conf: cfg.ConfigOpts, limits: Limits) -> websocket.Settin
         # Browser pages that may connect: the listed ones, CORS's, and the console's (the HTTP port's).
         allowed_origins=tuple(group.allowed_origins or ()) + tuple(conf.cors.allowed_origin or ()),
         http_port=conf["drivers:transport:wsgi"].port,
+        own_hosts=own_host_names(conf),
     )
+
+
+def own_host_names(conf: cfg.ConfigOpts) -> tuple[str, ...]:
+    """Names a websocket handshake's Host may give this machine by (see handshake.py on DNS rebinding).
+
+    Its hostname, and the host of ``[console] websocket_url`` (a name the
+    operator gave it); any other name a page uses must be in allowed_origins.
+    """
+    names = [socket.gethostname()]
+    url = conf.console.websocket_url
+    if url:
+        with contextlib.suppress(ValueError):  # a malformed URL names nothing
+            host = urllib.parse.urlsplit(url).hostname
+            if host:
+                names.append(host)
+    return tuple(names)
 
 
 _TRANSPORT_GROUPS = {"wsgi": "drivers:transport:wsgi", "websocket": "drivers:transport:websocket"}

@@ -69,3 +69,13 @@ def test_a_wildcard_lets_any_page_in(api):
         assert _served(server, origin="https://evil.example")
     finally:
         server.stop(grace=0.2)
+
+
+def test_a_page_whose_name_was_rebound_to_this_machine_is_refused(server):
+    """DNS rebinding: Origin and Host agree, both the attacker's name, now pointing at 127.0.0.1."""
+    port = server.address[1]
+    for origin in (f"http://rebind.attacker.example:{port}", f"http://rebind.attacker.example:{HTTP_PORT}"):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            _served(server, origin=origin, host=f"rebind.attacker.example:{port}")
+        assert refused.value.status_code == 403
+    assert _served(server, origin=f"http://localhost:{port}", host=f"localhost:{port}")  # loopback names pass

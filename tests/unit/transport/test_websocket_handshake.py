@@ -51,8 +51,12 @@ WS_HOST = "127.0.0.1:9000"
     ("http://127.0.0.1:8888", WS_HOST, True),  # the HTTP transport's: the console's page
     ("http://localhost:8888", WS_HOST, True),  # the same page by its loopback name
     ("http://[::1]:8888", "[::1]:9000", True),
-    ("https://mq.example.com", "mq.example.com", True),  # behind a TLS proxy: one origin for both
+    ("https://mq.example.com", "mq.example.com", True),  # behind a TLS proxy, by an own name
     ("HTTP://MQ.Example.COM:9000", "mq.example.com:9000", True),
+    ("http://192.0.2.7:8888", "192.0.2.7:9000", True),  # by the machine's address
+    # DNS rebinding: the page's own name re-pointed at this machine, so Origin and Host agree
+    ("http://rebind.attacker.example:9000", "rebind.attacker.example:9000", False),
+    ("http://rebind.attacker.example:8888", "rebind.attacker.example:9000", False),
     ("http://localhost:3000", WS_HOST, False),  # another web app on the same host (review 7 s18)
     ("https://evil.example", WS_HOST, False),  # any web site
     ("http://127.0.0.1.evil.example:8888", WS_HOST, False),
@@ -63,7 +67,7 @@ WS_HOST = "127.0.0.1:9000"
     ("http://127.0.0.1:8888", None, False),
 ])
 def test_only_pages_of_the_services_own_origins_may_connect(origin, host, allowed):
-    policy = handshake.origin_policy((), http_port=8888)
+    policy = handshake.origin_policy((), http_port=8888, own_hosts=["MQ.example.com"])
     assert handshake.origin_allowed(policy, origin, host) is allowed
 
 
@@ -104,7 +108,24 @@ def test_zaqar_conf_gives_the_websocket_its_allowed_origins_and_the_http_port(tm
     settings = bootstrap.websocket_settings(conf, bootstrap.limits_from(conf))
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.http_port == 8123
-    policy = handshake.origin_policy(settings.allowed_origins, settings.http_port)
+    policy = handshake.origin_policy(settings.allowed_origins, settings.http_port, settings.own_hosts)
     assert handshake.origin_allowed(policy, "http://127.0.0.1:8123", WS_HOST)
     assert not handshake.origin_allowed(policy, "http://localhost:3000", WS_HOST)  # review 7 s18
     assert handshake.origin_allowed(policy, "https://b.example", WS_HOST)
+
+
+def test_the_machines_hostname_and_the_consoles_websocket_host_count_as_its_own(tmp_path):
+    import socket
+
+    from zaqar import bootstrap
+    from zaqar import conf as zconf
+
+    path = tmp_path / "zaqar.conf"
+    path.write_text(f"[DEFAULT]\nstate_path = {tmp_path}\n[console]\nwebsocket_url = wss://MQ.example.com/ws\n")
+    conf = zconf.load(["--config-file", str(path)])
+    settings = bootstrap.websocket_settings(conf, bootstrap.limits_from(conf))
+    policy = handshake.origin_policy(settings.allowed_origins, settings.http_port, settings.own_hosts)
+    assert handshake.origin_allowed(policy, "https://mq.example.com", "mq.example.com")
+    me = socket.gethostname()
+    assert handshake.origin_allowed(policy, f"http://{me}:8888", f"{me}:9000")
+    assert not handshake.origin_allowed(policy, "http://evil.example:9000", "evil.example:9000")

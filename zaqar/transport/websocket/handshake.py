@@ -12,6 +12,13 @@ clients such as websocket-client send), the HTTP transport's own on the same
 host (the console's page), or one the operator listed. Handshakes without an
 ``Origin`` come from programs, which no page can drive, and are not checked.
 
+"The same host" is judged from the ``Host`` header, which a page can steer by
+DNS rebinding (its own name, re-pointed at 127.0.0.1, so that ``Origin`` and
+``Host`` agree). So it only counts when ``Host`` names this machine in a way
+no foreign page's origin can: an IP address, a loopback name, or one of the
+server's own names (``own_hosts``: its hostname). A public name behind a
+proxy is an origin to list.
+
 Extensions: permessage-deflate (RFC 7692) is accepted when offered, since every
 browser offers it and replies, which echo their request (websocket.md §4),
 compress well. The first offer we can honour wins (``negotiate_deflate``); an
@@ -118,13 +125,16 @@ class OriginPolicy:
     ``allowed``: listed origins, parsed, and ``listed`` as written (lower case),
     for those that are not scheme://host[:port] (``null``, extension pages);
     ``anyone``: ``*`` was listed; ``http_port``: the HTTP transport's port, None
-    when unknown (any port of the websocket's host then passes).
+    when unknown (any port of the websocket's host then passes); ``own_hosts``:
+    names of this machine a ``Host`` header may use besides addresses and
+    loopback names (lower case).
     """
 
     allowed: frozenset[Origin] = frozenset()
     listed: frozenset[str] = frozenset()
     anyone: bool = False
     http_port: int | None = None
+    own_hosts: frozenset[str] = frozenset()
 
 
 def _origin(text: str) -> Origin | None:
@@ -139,11 +149,21 @@ def _origin(text: str) -> Origin | None:
     return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
 
 
-def origin_policy(allowed: Iterable[str], http_port: int | None = None) -> OriginPolicy:
-    """The policy for ``allowed`` origins (``*``: any page) and the HTTP transport's port."""
+def origin_policy(allowed: Iterable[str], http_port: int | None = None,
+                  own_hosts: Iterable[str] = ()) -> OriginPolicy:
+    """The policy for ``allowed`` origins (``*``: any page), the HTTP transport's port and own names."""
     listed = {entry.strip().lower().rstrip("/") for entry in allowed if entry.strip()}
     parsed = {found for entry in listed if (found := _origin(entry)) is not None}
-    return OriginPolicy(frozenset(parsed), frozenset(listed), "*" in listed, http_port)
+    own = frozenset(name.strip().lower() for name in own_hosts if name.strip())
+    return OriginPolicy(frozenset(parsed), frozenset(listed), "*" in listed, http_port, own)
+
+
+def _address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _loopback(host: str) -> bool:
@@ -160,7 +180,8 @@ def origin_allowed(policy: OriginPolicy, origin: str | None, host: str | None) -
 
     Allowed: no ``Origin`` (not a browser); a listed one; otherwise a page on
     the host the client connected to (loopback names count as one host), from
-    the websocket's own port or the HTTP transport's.
+    the websocket's own port or the HTTP transport's, when ``host`` is an
+    address, a loopback name or one of ``policy.own_hosts``.
     """
     if origin is None or policy.anyone:
         return True
@@ -180,6 +201,8 @@ def origin_allowed(policy: OriginPolicy, origin: str | None, host: str | None) -
     server_host = server.hostname
     if not server_host or not (server_host == page[1] or (_loopback(server_host) and _loopback(page[1]))):
         return False
+    if not (_address(server_host) or _loopback(server_host) or server_host in policy.own_hosts):
+        return False  # a name a page could have re-pointed here (DNS rebinding): only if listed
     own = server_port if server_port is not None else _DEFAULT_PORTS[page[0]]
     return page[2] == own or policy.http_port is None or page[2] == policy.http_port
 

@@ -54,6 +54,9 @@ class Settings:
     # on the same host, the HTTP transport's (``http_port``; None: any port of that host); "*": any.
     allowed_origins: tuple[str, ...] = ()
     http_port: int | None = None
+    # Names of this machine a handshake's Host may use for "the same host" besides addresses and
+    # loopback names (handshake.py: a name a page chose could be re-pointed here by DNS rebinding).
+    own_hosts: tuple[str, ...] = ()
     auth: Authenticator | None = None  # with an auth strategy: ``authenticate`` gates every other action
     max_connections: int = 0  # open connections beyond which upgrades are refused with 503; 0 = unlimited
     max_connections_per_address: int = 0  # the same, per client address (IPv6: per /64)
@@ -74,7 +77,8 @@ class WebSocketServer:
         self._api, self._notifier = api, notifier
         self._by_id: dict[str, WebSocketChannel] = {}
         self._lock = threading.Lock()
-        self.origins = handshake.origin_policy(settings.allowed_origins, settings.http_port)
+        self.origins = handshake.origin_policy(settings.allowed_origins, settings.http_port,
+                                               settings.own_hosts)
         self.reactor = Reactor("zaqar-ws", settings.workers)
         bind = settings.notification_bind or settings.bind
         # NOTE: a posting server sends the message re-encoded as ASCII-only JSON, up to 3 times its size.
