@@ -67,6 +67,9 @@ KNOWN_FOR = 300.0
 # What a token can look like: Keystone's are hex (UUID), URL-safe base64 (Fernet) or JWS, all far shorter.
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _TOKEN_HEADERS = ("HTTP_X_AUTH_TOKEN", "HTTP_X_SERVICE_TOKEN")
+# keystonemiddleware also reads X-Storage-Token as the user token when X-Auth-Token is absent: a
+# Keystone round trip the rationing below would not see. Zaqar's clients send X-Auth-Token only.
+_DROPPED_HEADERS = ("HTTP_X_STORAGE_TOKEN",)
 _MIDDLEWARE_ERRORS = {
     401: ("Unauthorized", "The request you have made requires authentication."),
     503: ("Service temporarily unavailable",
@@ -142,24 +145,27 @@ def _probe_environ(headers: Mapping[str, Any]) -> dict[str, Any]:
     return environ
 
 
-def _drop_odd_tokens(environ: dict[str, Any]) -> str | None:
-    """Remove token headers that cannot be tokens; the user token left, if any.
+def _drop_odd_tokens(environ: dict[str, Any]) -> list[str]:
+    """Remove token headers that cannot be tokens, and X-Storage-Token; the tokens left (user, service).
 
     # NOTE: a newline or a non-Latin-1 character in a token made the middleware's
     # request to Keystone raise (500 and a traceback, review 8 #4); without a
     # token the middleware answers 401 at once.
     """
+    for name in _DROPPED_HEADERS:
+        environ.pop(name, None)
+    tokens = []
     for name in _TOKEN_HEADERS:
         value = environ.get(name)
         if value is None:
             continue
-        value = value.strip(" \t")  # as an HTTP server strips a field value (a websocket's is verbatim)
+        value = value.strip(" \t") if isinstance(value, str) else ""  # as an HTTP server strips a value
         if _TOKEN.fullmatch(value):
             environ[name] = value
+            tokens.append(value)
         else:
             del environ[name]
-    token = environ.get("HTTP_X_AUTH_TOKEN")
-    return token if isinstance(token, str) else None
+    return tokens
 
 
 def _fingerprint(token: str) -> bytes:
@@ -228,15 +234,14 @@ class KeystoneAuth:
 
     def _admit(self, environ: dict[str, Any], pending: threading.Semaphore) -> bool:
         """Let a request validate its token now, holding a slot if it is not known; False: too many."""
-        token = _drop_odd_tokens(environ)
-        if token is None:
-            return True  # refused by the middleware without asking Keystone
-        key = _fingerprint(token)
-        if self._is_known(key):
+        # NOTE: the service token counts too: keystonemiddleware validates it first, with its own
+        # round trip. With no token left the middleware refuses at once, without asking Keystone.
+        unknown = [key for key in map(_fingerprint, _drop_odd_tokens(environ)) if not self._is_known(key)]
+        if not unknown:
             return True
         if not pending.acquire(blocking=False):
             return False
-        environ[_SLOT], environ[_LEARN] = _Slot(pending), key
+        environ[_SLOT], environ[_LEARN] = _Slot(pending), unknown
         return True
 
     # -- the middleware's downstream ------------------------------------------------------------
@@ -246,11 +251,13 @@ class KeystoneAuth:
             slot.release()  # validation is over: the app's own work holds no slot
         environ[_REACHED] = True
         identity = None
-        key = environ.pop(_LEARN, None)
+        keys = environ.pop(_LEARN, None)
         probe = environ.get(_PROBE)
-        if key is not None or probe is not None:
+        if keys is not None or probe is not None:
             identity = token_identity(environ)
-            if identity is not None and key is not None:
+            # NOTE: reaching here, every token the request carried validated; the user token's
+            # expiry bounds them all (knowing one only spares it the rationing, never the check).
+            for key in keys if identity is not None and keys is not None else ():
                 self._remember(key, identity.expires)
         app = environ.pop(_NEXT, None)
         if app is not None:
