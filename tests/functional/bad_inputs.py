@@ -169,6 +169,7 @@ META_SIZE_TYPE = "_max_messages_post_size must be integer."
 META_SIZE_RANGE = "_max_messages_post_size can not exceed 262144,  and must be at least greater than 0."
 META_CLAIM_COUNT_TYPE = "_max_claim_count must be integer."
 META_DLQ_TTL_TYPE = "_dead_letter_queue_messages_ttl must be integer."
+META_DLQ_NAME = "_dead_letter_queue may not contain NUL characters or unpaired surrogates."
 META_DLQ_TTL = MSG_TTL
 META_DELAY_TYPE = "_default_message_delay must be integer."
 META_DELAY = "The TTL can not exceed 900 seconds, and must be at least 0 seconds long."
@@ -653,6 +654,8 @@ _PUT_RESERVED = [
     ("delay-negative", {"_default_message_delay": -1}, META_DELAY),
     ("encrypt-string", {"_enable_encrypt_messages": "yes"}, META_ENCRYPT_TYPE),
     ("encrypt-int", {"_enable_encrypt_messages": 1}, META_ENCRYPT_TYPE),
+    # review: a dead-letter queue no store can name; PostgreSQL failed every claim once one was due
+    ("dlq-nul", {"_dead_letter_queue": "d\x00", "_max_claim_count": 1}, META_DLQ_NAME),
 ]
 for label, meta, text in _PUT_RESERVED:
     add(f"queue-put-{label}", "PUT", f"/v2/queues/{FRESH}", 400, INVALID_API, text, body=meta)

@@ -274,3 +274,21 @@ def test_every_pool_action_needs_the_admin_role(client, prefix, uri, action, par
         assert_error(result, 403, NOT_AUTHORIZED, "Not authorized", client.transport)
     assert client.call("pool_get", pool_name=prefix + "a").body["weight"] == 10
     assert client.call("pool_get", pool_name=prefix + "b").status == 404
+
+
+def test_pool_and_flavor_names_no_store_can_hold(client, prefix, uri):
+    """Refused or unknown alike on every management store (a PostgreSQL catalog answered 500)."""
+    bad = prefix + "a\x00"
+    create_pool(client, prefix + "ok", uri(1))
+    refused = client.call("pool_create", pool_name=bad, uri=uri(2), weight=1)
+    assert_error(refused, 400, 'The "pool_name" parameter is invalid. The value may not contain NUL '
+                 "characters or unpaired surrogates.")
+    assert client.call("pool_get", pool_name=bad).status == 404  # nothing was registered
+    assert client.call("pool_update", pool_name=bad, weight=3).status == 404
+    assert client.call("pool_delete", pool_name=bad).status == 204
+    assert client.call("flavor_create", flavor_name=bad, pool_list=[prefix + "ok"]).status == 400
+    assert client.call("flavor_get", flavor_name=bad).status == 404
+    assert client.call("flavor_update", flavor_name=bad, pool_list=[prefix + "ok"]).status == 404
+    assert client.call("flavor_delete", flavor_name=bad).status == 204
+    placed = client.call("queue_create", queue_name=prefix.strip("-_") or "q", metadata={"_flavor": "g\x00"})
+    assert_error(placed, 400, "Flavor g\x00 does not exist.")

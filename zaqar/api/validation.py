@@ -134,6 +134,11 @@ def string(params: Any, field: str) -> str | None:
     return value
 
 
+def storable(value: str) -> bool:
+    """Whether every store can hold ``value`` (see ``UNSTORABLE``)."""
+    return UNSTORABLE.search(value) is None
+
+
 def storable_strings(values: list[str], field: str) -> list[str]:
     """``values`` (strings), unless one holds text no store can hold: then 400."""
     if any(UNSTORABLE.search(value) for value in values):

@@ -223,6 +223,19 @@ def test_msgpack_ext_types_are_refused(api, ext):
     assert (reply["headers"], reply["body"]) == ({"status": 400}, {"error": "Schema validation failed."})
 
 
+@pytest.mark.parametrize("action, body", [
+    ("message_post", {"queue_name": "q", "messages": [{"body": {b"k": 1}}]}),
+    ("queue_create", {"queue_name": "q", "metadata": {b"k": 1}}),
+])
+def test_msgpack_bin_map_keys_are_refused_and_store_nothing(api, action, body):
+    """JSON has string keys only; a ``bin`` key could never be stored and shown again (was a 500)."""
+    document = {"action": action, "headers": H, "body": body}
+    reply = msgpack.unpackb(protocol.handle_frame(api, msgpack.packb(document, use_bin_type=True), True),
+                            raw=False)
+    assert (reply["headers"], reply["body"]) == ({"status": 400}, {"error": "Schema validation failed."})
+    assert not api.ctx.store.queues.exists("p", "q")
+
+
 def test_http_only_parameters_are_ignored(api, binary):
     _frame(api, {"action": "queue_create", "headers": H, "body": {"queue_name": "a"}}, binary)
     reply = _frame(api, {"action": "queue_list", "headers": H,

@@ -65,6 +65,13 @@ def _entry(flavor: Flavor, capabilities: list[str] | None) -> dict[str, Any]:
     return body
 
 
+def _known_name(req: Request, name: str) -> str:
+    """``name``, or FlavorDoesNotExist (404) for one no store could hold: no such flavor can exist."""
+    if not validation.storable(name):
+        raise storage_errors.FlavorDoesNotExist(name, req.project_id)
+    return name
+
+
 @operation("flavor_list", unavailable="Flavors could not be listed.", queue=False,
            policy="flavors:get_all", feature="pool_admin")
 def flavor_list(ctx: Context, req: Request) -> Response:
@@ -88,6 +95,7 @@ def flavor_list(ctx: Context, req: Request) -> Response:
 def flavor_create(ctx: Context, req: Request) -> Response:
     """Create or overwrite: 201 either way. Given ``capabilities`` are checked but not kept."""
     name, fields = req.params["flavor_name"], _fields(req)
+    validation.storable_strings([name], "flavor_name")
     validation.document(_CREATE, fields)
     _not_empty(fields["pool_list"])
     try:
@@ -101,7 +109,7 @@ def flavor_create(ctx: Context, req: Request) -> Response:
 @operation("flavor_get", unavailable="Flavor could not be retrieved.", queue=False,
            policy="flavors:get", feature="pool_admin")
 def flavor_get(ctx: Context, req: Request) -> Response:
-    flavor = control(ctx).flavors.get(req.project_id, req.params["flavor_name"])
+    flavor = control(ctx).flavors.get(req.project_id, _known_name(req, req.params["flavor_name"]))
     body = {"name": flavor.name, "pool_list": list(flavor.pools),
             "capabilities": _capabilities(ctx, flavor.pools), "href": f"/v2/flavors/{flavor.name}"}
     return Response(200, body, data=flavor)
@@ -117,7 +125,7 @@ def flavor_update(ctx: Context, req: Request) -> Response:
     validation.document(_PATCH, fields)
     _not_empty(fields["pool_list"])
     store = control(ctx)
-    store.flavors.get(req.project_id, name)  # FlavorDoesNotExist -> 404
+    store.flavors.get(req.project_id, _known_name(req, name))  # FlavorDoesNotExist -> 404
     try:
         flavor = store.flavors.update(req.project_id, name, fields["pool_list"])
     except storage_errors.PoolDoesNotExist as exc:
@@ -131,5 +139,7 @@ def flavor_update(ctx: Context, req: Request) -> Response:
            policy="flavors:delete", feature="pool_admin")
 def flavor_delete(ctx: Context, req: Request) -> Response:
     """204 always, also for an unknown flavor; the store clears ``flavor`` on its pools."""
-    control(ctx).flavors.delete(req.project_id, req.params["flavor_name"])
+    name = req.params["flavor_name"]
+    if validation.storable(name):  # no flavor of any other name can exist
+        control(ctx).flavors.delete(req.project_id, name)
     return Response(204)

@@ -79,6 +79,13 @@ def _check_connects(uri: str) -> None:
         raise errors.InvalidBody(f"cannot connect to {uri}")
 
 
+def _known_name(name: str) -> str:
+    """``name``, or PoolDoesNotExist (404) for one no store could hold: no such pool can exist."""
+    if not validation.storable(name):
+        raise storage_errors.PoolDoesNotExist(name)
+    return name
+
+
 @operation("pool_list", unavailable="Pools could not be listed.", queue=False,
            policy="pools:get_all", feature="pool_admin")
 def pool_list(ctx: Context, req: Request) -> Response:
@@ -101,6 +108,7 @@ def pool_list(ctx: Context, req: Request) -> Response:
 def pool_create(ctx: Context, req: Request) -> Response:
     """Register or overwrite a pool: 201 either way, as upstream."""
     name, fields = req.params["pool_name"], _given(req.params)
+    validation.storable_strings([name], "pool_name")
     # HTTP reports body keys outside FIELDS; the schema refuses them (websocket bodies may hold any).
     unexpected = dict.fromkeys(req.params.get("unexpected_fields") or ())
     validation.document(_CREATE, {**fields, **unexpected})
@@ -114,7 +122,7 @@ def pool_create(ctx: Context, req: Request) -> Response:
            policy="pools:get", feature="pool_admin")
 def pool_get(ctx: Context, req: Request) -> Response:
     detailed = validation.boolean(req.params, "detailed")
-    pool = control(ctx).pools.get(req.params["pool_name"])
+    pool = control(ctx).pools.get(_known_name(req.params["pool_name"]))
     return Response(200, view(pool, detailed=detailed), data=pool)
 
 
@@ -128,7 +136,7 @@ def pool_update(ctx: Context, req: Request) -> Response:
     validation.document(_PATCH, fields)
     if "uri" in fields:
         _check_connects(fields["uri"])
-    pool = control(ctx).pools.update(req.params["pool_name"], **fields)
+    pool = control(ctx).pools.update(_known_name(req.params["pool_name"]), **fields)
     return Response(200, view(pool), data=pool)
 
 
@@ -137,6 +145,8 @@ def pool_update(ctx: Context, req: Request) -> Response:
 def pool_delete(ctx: Context, req: Request) -> Response:
     """204 also for an unknown pool; see the module docstring for pools that still hold queues."""
     name = req.params["pool_name"]
+    if not validation.storable(name):
+        return Response(204)  # no such pool can exist
     force = validation.boolean(req.params, "force")
     store = control(ctx)
     if not force:

@@ -72,6 +72,8 @@ def _check_flavor(ctx: Context, req: Request, meta: dict[str, Any]) -> None:
         return
     if not isinstance(flavor, str):
         raise errors.BadRequest("_flavor must be a string.")
+    if not validation.storable(flavor):  # no flavor of such a name can exist
+        raise errors.BadRequest(f"Flavor {flavor} does not exist.")
     try:
         ctx.control.flavors.get(req.project_id, flavor)
     except storage_errors.FlavorDoesNotExist:

@@ -84,7 +84,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 def _json_problem(document: Any) -> str | None:
     """Why the envelope has no JSON form, if it has none.
 
-    MessagePack can carry ``bin``, ext types and timestamps, and either
+    MessagePack can carry ``bin`` (as values and as map keys), ext types and timestamps, and either
     encoding integers beyond 64 bits or non-finite floats; none of them can be
     stored and given back to every client, so they are refused up front (as
     HTTP refuses big integers). Iterative, so deep nesting cannot exhaust
@@ -94,6 +94,8 @@ def _json_problem(document: Any) -> str | None:
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
+            if not all(isinstance(key, str) for key in value):
+                return "Schema validation failed."  # a ``bin`` key (JSON keys are strings)
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
