@@ -72,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in TRANSPORTS:
             if name in conf.drivers.transport:
                 stops.append(starters[name](conf, api))
-        stopping.wait()
+        # NOTE: never a wait without a timeout. The kernel may deliver SIGTERM to any thread; Python
+        # runs the handler only once the main thread wakes, and one blocked in Event.wait() does
+        # not wake for a signal another thread took: the server then ignored SIGTERM (a test saw it
+        # 2 runs in 5). Waking twice a second lets the handler run.
+        while not stopping.wait(0.5):
+            pass
     finally:
         for stop_transport in reversed(stops):
             stop_transport()
