@@ -27,6 +27,9 @@ def _echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """Answers with what a WSGI application sees of the request."""
     if environ["PATH_INFO"] == "/boom":
         raise RuntimeError("application bug")
+    if environ["PATH_INFO"] == "/uni":  # a header HTTP/1.1 cannot carry (not Latin-1)
+        start_response("200 OK", [("X-A", "\u20ac"), ("Content-Length", "0")])
+        return [b""]
     seen = {key: value for key, value in environ.items() if key.isupper()}
     seen["body"] = environ["wsgi.input"].read().decode("latin-1")
     body = json.dumps(seen).encode()
@@ -271,6 +274,34 @@ def test_an_application_failure_is_a_500_and_the_connection_lives_on(echo):
     sock.sendall(b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\nGET /fine HTTP/1.1\r\nHost: h\r\n\r\n")
     status, _, body = reader.response()
     assert (status, json.loads(body)["title"]) == (500, "Internal server error")
+    assert reader.response()[0] == 200
+    sock.close()
+
+
+def _two_heads(sock: socket.socket) -> bytes:
+    """Raw bytes until two response heads arrived (no body framing assumed after a HEAD)."""
+    data = b""
+    while data.count(b"\r\n\r\n") < 2:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def test_a_failure_answering_head_carries_no_body_and_the_next_response_follows(echo):
+    """Review: the 500 carried its JSON after a HEAD, read as the start of the next response."""
+    sock, _ = _connect(echo)
+    sock.sendall(b"HEAD /boom HTTP/1.1\r\nHost: h\r\n\r\nGET /fine HTTP/1.1\r\nHost: h\r\n\r\n")
+    first, _, rest = _two_heads(sock).partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 500 ")
+    assert rest.startswith(b"HTTP/1.1 200 ")
+    sock.close()
+
+
+def test_a_response_http_cannot_carry_is_a_500_not_a_dropped_connection(echo):
+    sock, reader = _connect(echo)
+    sock.sendall(b"GET /uni HTTP/1.1\r\nHost: h\r\n\r\nGET /fine HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reader.response()[0] == 500
     assert reader.response()[0] == 200
     sock.close()
 

@@ -67,6 +67,7 @@ class RequestParser:
         self._chunk_left = -1  # bytes of the current chunk still to read; -1: a size line is next
         self._chunk_total = 0
         self._in_trailers = False
+        self._trailer_bytes = 0
         self.continue_sent = False
 
     def feed(self, data: bytes) -> None:
@@ -146,9 +147,12 @@ class RequestParser:
             if lengths or version != "HTTP/1.1":
                 raise ParseError(400, "Transfer-Encoding and Content-Length together.",
                                  "Malformed request")
-            if ",".join(codings).replace(" ", "").lower() != "chunked":
+            # NOTE: codings split on commas, optional whitespace around each; "chun ked" is no coding
+            # we know (a proxy that read it as none would frame what follows as another request).
+            if [coding.strip(" \t").lower() for coding in ",".join(codings).split(",")] != ["chunked"]:
                 raise ParseError(501, "Only the chunked transfer coding is supported.", "Not implemented")
             self._chunks, self._chunk_left, self._chunk_total, self._in_trailers = bytearray(), -1, 0, False
+            self._trailer_bytes = 0
             return HttpRequest(method, target, version, headers, b"", None, keep_alive, chunked=True)
         length = None
         if lengths:
@@ -183,8 +187,11 @@ class RequestParser:
                     if len(buf) >= _MAX_CHUNK_LINE:
                         raise ParseError(400, "Malformed chunk size line.", "Malformed request")
                     return False
-                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
-                if not _HEX.match(size_text):
+                line = bytes(buf[:eol])
+                # NOTE: strict, so that no proxy in front reads the line another way: hex digits
+                # first, whitespace only before an extension, and no bare LF or control byte anywhere.
+                size_text = line.split(b";", 1)[0].rstrip(b" \t")
+                if _BAD_VALUE.search(line) or not _HEX.match(size_text):
                     raise ParseError(400, "Malformed chunk size line.", "Malformed request")
                 del buf[:eol + 2]
                 size = int(size_text, 16)
@@ -216,6 +223,14 @@ class RequestParser:
                 return False
             line = bytes(buf[:eol])
             del buf[:eol + 2]
+            self._trailer_bytes += eol + 2
+            if self._trailer_bytes > self._max_head:
+                raise ParseError(431, "The request trailers are too large.",
+                                 "Request header fields too large")
+            if line and (_BAD_VALUE.search(line) or not _TOKEN.match(line.partition(b":")[0])
+                         or b":" not in line):
+                # NOTE: checked as strictly as header lines: bare LF, control bytes, folded lines.
+                raise ParseError(400, "Malformed trailer line.", "Malformed request")
             if not line:
                 head.body = bytes(chunks)
                 head.content_length = len(chunks)

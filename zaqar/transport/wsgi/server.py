@@ -84,6 +84,12 @@ def error_response(
     return (head + "\r\n").encode("latin-1") + body
 
 
+def _failed(request: HttpRequest) -> bytes:
+    """The 500 for an application that failed; no body after HEAD, so the connection stays in step."""
+    answer = error_response(500, "Internal server error", "Unexpected error.", close=False)
+    return answer[:answer.index(b"\r\n\r\n") + 4] if request.method == "HEAD" else answer
+
+
 _UNAVAILABLE = "Service temporarily unavailable"
 REFUSAL_RETRY_AFTER = 5  # seconds; "a few seconds", as every 503 of the API says
 
@@ -227,11 +233,16 @@ class HttpServer:
                     close()
         except Exception:
             LOG.exception("the application failed on %s %s", request.method, request.target)
-            return error_response(500, "Internal server error", "Unexpected error.", close=False)
+            return _failed(request)
         if not started:
             LOG.error("the application returned without starting a response")
-            return error_response(500, "Internal server error", "Unexpected error.", close=False)
-        return self._serialize(request, started[0], started[1], b"".join(chunks))
+            return _failed(request)
+        try:
+            return self._serialize(request, started[0], started[1], b"".join(chunks))
+        except Exception:  # a status or header HTTP cannot carry, a str chunk: the app's bug, answered
+            LOG.exception("the application's response to %s %s cannot be sent", request.method,
+                          request.target)
+            return _failed(request)
 
     @staticmethod
     def _serialize(request: HttpRequest, status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
