@@ -203,11 +203,16 @@ export class Link extends EventTarget {
   }
 
   async _attempt() {
+    const token = this._token;
     let conn;
     try {
       conn = await this._open();
     } catch (err) {
       if (this._mode !== 'connecting') return; // closed, or unauthorized meanwhile
+      if (isAuthFailure(err) && token !== this._token) {
+        this._schedule(() => this._attempt(), 0); // refused an older token: try the new one
+        return;
+      }
       if (isAuthFailure(err)) {
         this._unauthorized(err, 'rejected'); // NOTE: not the network's fault: no retry, no fallback
         return;
@@ -226,12 +231,13 @@ export class Link extends EventTarget {
   }
 
   async _probe() {
+    const token = this._token;
     let conn;
     try {
       conn = await this._open();
     } catch (err) {
       const waiting = this._mode === 'http' || this._mode === 'offline';
-      if (waiting && isAuthFailure(err)) this._unauthorized(err, 'rejected');
+      if (waiting && isAuthFailure(err) && token === this._token) this._unauthorized(err, 'rejected');
       else if (waiting) this._schedule(() => this._probe(), this._probeBackoff.next());
       return;
     }
@@ -268,7 +274,10 @@ export class Link extends EventTarget {
       return;
     }
     const now = Date.now();
-    if (now - conn.openedAt >= this.options.stableAfter) this._backoff.reset();
+    if (now - conn.openedAt >= this.options.stableAfter) {
+      this._backoff.reset();
+      this._probeBackoff.reset(); // NOTE: only here: a websocket that drops soon after each probe
+    } //                             keeps being probed less and less often, up to probeInterval
     // NOTE: 1009 (a request too large for the server) is that request's error, not a flaky link.
     if (code !== 1009) {
       this._drops = this._drops.filter((t) => now - t < this.options.dropWindow);
@@ -299,7 +308,6 @@ export class Link extends EventTarget {
   _toHttp(reason, probeAfter = null) {
     this._setMode('http', reason);
     if (!this._canProbe) return;
-    this._probeBackoff.reset();
     this._schedule(() => this._probe(), probeAfter ?? this._probeBackoff.next());
   }
 
@@ -428,6 +436,7 @@ export class Link extends EventTarget {
     for (;;) {
       const transport = await this._usable(deadline, action);
       const overHttp = transport === this._http;
+      const token = this._token;
       let reply;
       try {
         reply = await transport.send(action, params, this._headers());
@@ -441,7 +450,8 @@ export class Link extends EventTarget {
       }
       if (overHttp) {
         this._reachable();
-        if (reply.status === 401) {
+        // NOTE: only a refusal of the current token: one sent before setToken() says nothing of it.
+        if (reply.status === 401 && token === this._token) {
           const refused = replyError(401, reply.body, { action: 'authenticate', transport: 'http' });
           this._unauthorized(refused, 'rejected');
         }

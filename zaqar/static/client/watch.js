@@ -144,8 +144,10 @@ export class Watch {
     const now = Date.now();
     if (now - this._checkedAt < this.client.options.safetyInterval) return;
     this._checkedAt = now;
-    const meta = await this.client.getQueue(this.queue).catch(() => null);
-    this._delayed = Boolean(meta && meta._default_message_delay);
+    const meta = await this.client.getQueue(this.queue).catch(() => undefined);
+    // NOTE: a failed read says nothing: keep what was known. Taken for "no delay", the next
+    // catch-up would hand over again what lies past the marker and step over a delayed message.
+    if (meta !== undefined) this._delayed = Boolean(meta && meta._default_message_delay);
   }
 
   _page(marker, includeDelayed) {
@@ -163,8 +165,8 @@ export class Watch {
     const limit = this.client.options.pageSize;
     for (;;) {
       const page = await this._page(this.marker);
-      if (!this._active) return;
       for (const message of page) {
+        if (!this._active) return; // stop() from a callback stops the rest of the page too
         this.marker = message.id;
         this._deliver(message);
       }
