@@ -366,3 +366,65 @@ def test_a_refused_request_changes_nothing(limited):
     stats = api.handle(Request("queue_get_stats", project_id="other", params={"queue_name": "q"}))
     assert stats.status == 200
     assert api.ctx.store.queues.stats("flood", "q").total == 5
+
+
+# -- a subscriber that does not read its pushes (review) ---------------------------------------------
+
+def test_pushes_to_a_peer_that_does_not_read_are_bounded_and_the_peer_is_closed(tmp_path):
+    """Pushes come from other threads whatever the peer reads: unbounded, one client grew memory for good."""
+    import base64
+    import os
+
+    from tests.functional.ws_helpers import sqlite_api
+    from zaqar.transport.websocket.server import PUSH_BACKLOG
+
+    limit = 64 * 1024
+    with sqlite_api(tmp_path) as api:
+        server = websocket.WebSocketServer(api, websocket.Settings(
+            port=0, workers=2, max_buffered=limit, send_timeout=30.0, permessage_deflate=False))
+        server.start()
+        peer = socket.create_connection(("127.0.0.1", server.address[1]), timeout=10)
+        try:
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never reads
+            key = base64.b64encode(os.urandom(16)).decode()
+            peer.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            deadline = time.monotonic() + 10
+            while not server._by_id:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            ((connection_id, channel),) = server._by_id.items()
+            document = {"body": "x" * 10_000}
+            most = 0
+            for _ in range(2000):  # 20 MB of pushes
+                server.push(connection_id, document)
+                most = max(most, channel.buffered)
+            assert most <= PUSH_BACKLOG * limit + 20_000  # at most one push past the bound
+            while not channel.closing:  # the next sweep closes it (1008)
+                assert time.monotonic() < deadline, "the peer that reads nothing was kept"
+                time.sleep(0.05)
+        finally:
+            peer.close()
+            server.stop(grace=0.2)
+
+
+def test_websocket_connections_use_tcp_keepalive(tmp_path):
+    """A peer gone without FIN or RST is found by TCP keep-alive (idle_timeout is 0 by default)."""
+    from tests.functional.ws_helpers import serve, sqlite_api
+    from zaqar.transport.websocket.connection import KEEPALIVE_IDLE
+
+    with sqlite_api(tmp_path) as api:
+        server = serve(api)
+        peer = socket.create_connection(("127.0.0.1", server.address[1]), timeout=10)
+        try:
+            deadline = time.monotonic() + 10
+            while not server.reactor.channels():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            (channel,) = server.reactor.channels()
+            assert channel.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert channel.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
+        finally:
+            peer.close()
+            server.stop(grace=0.2)

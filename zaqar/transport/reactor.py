@@ -31,6 +31,7 @@ per accepted and per closed connection, and nothing when the limits are off.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import select
@@ -49,6 +50,8 @@ _READS_PER_TURN = 4  # then re-arm, so one fast sender cannot hold a worker fore
 _REFUSAL_LINGER = 1.0  # seconds a refused peer has to read its answer before the socket closes
 MAX_LINGERING_REFUSALS = 128  # beyond this, refusals are sent and closed at once (best effort)
 _REFUSAL_LOG_INTERVAL = 10.0  # at most one warning per listener this often, however many refusals
+# accept() failures that last until connections close: the listener rests until the next sweep.
+_STARVED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 # Why a connection was refused; passed to ``ConnectionLimits.refusal``.
 SERVER_FULL = "server"
@@ -346,7 +349,7 @@ ChannelFactory = Callable[["Reactor", socket.socket, tuple[str, int]], Channel]
 class _Listener:
     """A listening socket, what it makes of a connection, and its connection counts."""
 
-    __slots__ = ("sock", "factory", "limits", "open", "by_address", "refused", "warned_at")
+    __slots__ = ("sock", "factory", "limits", "open", "by_address", "refused", "warned_at", "starved_at")
 
     def __init__(self, sock: socket.socket, factory: ChannelFactory, limits: ConnectionLimits | None) -> None:
         self.sock, self.factory = sock, factory
@@ -355,6 +358,7 @@ class _Listener:
         self.by_address: dict[str, int] = {}
         self.refused = 0  # since the last warning
         self.warned_at = 0.0
+        self.starved_at = -_REFUSAL_LOG_INTERVAL  # last warning that accept() failed (no fds)
 
 
 class Reactor:
@@ -368,6 +372,7 @@ class Reactor:
         self._listeners: dict[int, _Listener] = {}
         self._channels: dict[int, Channel] = {}
         self._lock = threading.Lock()  # guards registration and connection counts against _forget
+        self._starved: set[int] = set()  # listeners resting after accept() ran out of descriptors
         self._lingering = 0  # refused connections still being drained
         self._wake_r, self._wake_w = os.pipe()
         self._running = False
@@ -448,6 +453,7 @@ class Reactor:
 
     def _accept(self, fd: int) -> None:
         listener = self._listeners[fd]
+        starved = False
         try:
             for _ in range(64):
                 try:
@@ -455,7 +461,13 @@ class Reactor:
                 except BlockingIOError:
                     break
                 except OSError as exc:  # e.g. out of file descriptors: keep serving the others
-                    LOG.warning("%s: accept failed: %s", self.name, exc)
+                    # NOTE: the connection stays queued, so a listener re-armed at once is ready
+                    # at once: workers spun at 100 % CPU logging 100,000 warnings a second.
+                    starved = exc.errno in _STARVED
+                    now = time.monotonic()
+                    if not starved or now - listener.starved_at >= _REFUSAL_LOG_INTERVAL:
+                        LOG.warning("%s: accept failed: %s", self.name, exc)
+                        listener.starved_at = now if starved else listener.starved_at
                     break
                 sock.setblocking(False)
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -471,11 +483,17 @@ class Reactor:
                     slot = (listener, key)
                 self._open(listener, sock, address, slot)
         finally:
-            if self._running:
-                try:
-                    self._epoll.modify(fd, _IN | _ONESHOT)
-                except OSError as exc:  # NOTE: stop_listening() closed it meanwhile
-                    LOG.debug("%s: re-arming a listener failed: %s", self.name, exc)
+            if starved:
+                with self._lock:
+                    self._starved.add(fd)  # re-armed by the next sweep
+            elif self._running:
+                self._rearm_listener(fd)
+
+    def _rearm_listener(self, fd: int) -> None:
+        try:
+            self._epoll.modify(fd, _IN | _ONESHOT)
+        except OSError as exc:  # NOTE: stop_listening() closed it meanwhile
+            LOG.debug("%s: re-arming a listener failed: %s", self.name, exc)
 
     def _open(self, listener: _Listener, sock: socket.socket, address: tuple[str, int],
               slot: tuple[_Listener, str] | None) -> None:
@@ -585,6 +603,11 @@ class Reactor:
     # -- deadlines ------------------------------------------------------------------------
     def _sweep_loop(self) -> None:
         while not self._stopped.wait(self._sweep_interval):
+            with self._lock:
+                starved, self._starved = self._starved, set()
+            for fd in starved:
+                if self._running and fd in self._listeners:
+                    self._rearm_listener(fd)
             now = time.monotonic()
             for channel in self.channels():
                 self.own(channel, self._sweep, channel, now)

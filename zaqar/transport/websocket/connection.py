@@ -14,6 +14,7 @@ thread sends it (``send_message``).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -32,6 +33,22 @@ MIN_COMPRESSED = 64  # bytes of payload below which a message is sent uncompress
 DEFLATE_IDLE = 10.0
 
 
+# TCP keep-alive: a peer gone without a FIN or RST (NAT timeout, power loss) is found after about
+# 60 + 4 x 15 s and its connection closed, where it otherwise held its slot (and its subscriptions)
+# for good with idle_timeout at its default of 0.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 15, 4
+
+
+def _keep_alive(sock: Any) -> None:
+    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                          ("TCP_KEEPCNT", KEEPALIVE_PROBES)):
+        if hasattr(socket, option):  # Linux; elsewhere the system's defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class WebSocketChannel(Channel):
     """Opening (reading the upgrade request), then open, then closing (our close frame sent)."""
 
@@ -39,6 +56,7 @@ class WebSocketChannel(Channel):
         self, server: WebSocketServer, reactor: Reactor, sock: Any, address: tuple[str, int]
     ) -> None:
         super().__init__(reactor, sock, address)
+        _keep_alive(sock)
         settings = server.settings
         self.server = server
         self.id = str(uuid.uuid4())
@@ -51,6 +69,7 @@ class WebSocketChannel(Channel):
         self._parser = frames.FrameParser(settings.max_frame_size)
         self._handshake_deadline = time.monotonic() + settings.handshake_timeout
         self.closing = False
+        self._overflowed = False  # pushes outran what the peer reads: closed by the next sweep
         self.deflate: frames.PerMessageDeflate | None = None  # set by the handshake when negotiated
         self.send_lock: threading.Lock | None = None  # with deflate: compress + queue, atomically
 
@@ -154,7 +173,17 @@ class WebSocketChannel(Channel):
         self.write(frames.close_frame(code, reason))
         self.finish(linger)
 
+    def overflowed(self) -> None:
+        """A push was dropped: too much unsent output (any thread; the sweeper closes, as owner)."""
+        if not self._overflowed:
+            self._overflowed = True
+            LOG.warning("websocket %s does not read its pushes (%d bytes unsent): closing it", self.id,
+                        self.buffered)
+
     def timed_out(self, now: float) -> None:
+        if self._overflowed and not self.closing:
+            self.close_with(1008, "Pushes are not being read.")
+            return
         if self._head is not None:
             if now > self._handshake_deadline:
                 self._refuse(handshake.HandshakeError("handshake took too long", "408 Request Timeout"))

@@ -26,6 +26,7 @@ from zaqar.transport.websocket import endpoint, handshake, protocol
 from zaqar.transport.websocket.connection import WebSocketChannel
 
 LOG = logging.getLogger("zaqar.transport.websocket")
+PUSH_BACKLOG = 4  # x max_buffered: unsent output past which a connection gets no more pushes
 
 
 class LocalRegistry(Protocol):
@@ -143,10 +144,20 @@ class WebSocketServer:
         return self.push(connection_id, document)
 
     def push(self, connection_id: str, document: dict[str, Any]) -> bool:
-        """Send a notification to a connection of this process; False if it is not here."""
+        """Send a notification to a connection of this process; False if it is not here.
+
+        A peer whose unsent output reaches PUSH_BACKLOG x ``max_buffered`` gets no
+        more pushes: it is closed (1008) by the next sweep, and its client lists the
+        queue when it reconnects. Pushes come from other threads whatever the peer
+        reads, so without a bound a slow reader grew the server's memory for good
+        (reading a little now and then kept ``send_timeout`` from ever firing).
+        """
         channel = self._by_id.get(connection_id)
         if channel is None or channel.closing:
             return False
+        if channel.buffered >= PUSH_BACKLOG * self.settings.max_buffered:
+            channel.overflowed()
+            return True  # handled: dropped with the connection, not worth a webhook retry
         binary = channel.session.push_binary
         return channel.send_message(protocol.encode(document, binary), binary)
 
