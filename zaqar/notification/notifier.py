@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import collections
 import heapq
+import http.client
 import itertools
 import json
 import logging
 import queue as queues
+import re
 import threading
 import time
 import urllib.error
@@ -43,6 +45,12 @@ LOG = logging.getLogger("zaqar.notification")
 # the headers as its notification endpoint would (the websocket's push token).
 Push = Callable[[str, dict[str, Any], Mapping[str, Any]], bool]
 _TEMPLATE = '"$zaqar_message$"'
+# The placeholder as a JSON string value (not a key, which would make the body invalid JSON).
+_TEMPLATE_VALUE = re.compile(r'"\$zaqar_message\$"(?!\s*:)')
+# Bodies of the HTTP deliveries waiting, in flight or due for a retry: past this, new ones are
+# dropped (a warning every 10 s) rather than holding memory for endpoints that do not answer.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+_DROP_LOG_INTERVAL = 10.0
 
 
 class _Delivery:
@@ -68,6 +76,7 @@ class Notifier:
         per_destination: int = 2,
         timeout: float = 5.0,
         backlog: int = 10_000,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
         require_confirmation: bool = False,
         signer: confirmation.Signer | None = None,
         mailer: mail.Mailer | None = None,
@@ -83,6 +92,8 @@ class Notifier:
         self._in_flight: collections.Counter[str] = collections.Counter()
         self._timers: list[tuple[float, int, _Delivery]] = []
         self._seq = itertools.count()
+        self._max_pending_bytes, self._pending_bytes = max_pending_bytes, 0
+        self._dropped, self._dropped_logged_at = 0, -_DROP_LOG_INTERVAL
         self._running = False
         self._threads: list[threading.Thread] = []
 
@@ -179,8 +190,11 @@ class Notifier:
         for sub in subscriptions:
             if self._require_confirmation and not sub.confirmed:
                 continue
-            for document in documents:
-                self._deliver(sub, document, queue_meta)
+            try:
+                for document in documents:
+                    self._deliver(sub, document, queue_meta)
+            except Exception:  # one subscription's bad options must not cost the others theirs
+                LOG.exception("could not notify subscription %s of queue %s", sub.id, queue)
 
     def _deliver(self, sub: Subscription, document: dict[str, Any], queue_meta: dict[str, Any]) -> None:
         url = sub.subscriber.removeprefix("trust+")
@@ -196,10 +210,7 @@ class Notifier:
             # and the endpoint refuses it too: in process or not, the same rule.
             if url.startswith(base) and push(url[len(base):], document, post_headers):
                 return
-        body = json.dumps(document).encode()
-        template = sub.options.get("post_data")
-        if template is not None:
-            body = json.dumps(template).replace(_TEMPLATE, body.decode()).encode()
+        body = _body(document, sub.options.get("post_data"))
         headers = {"Content-Type": "application/json"}
         headers.update({str(k): str(v) for k, v in post_headers.items()})
         waits = retry.schedule(retry.effective(sub.options, queue_meta))
@@ -211,8 +222,8 @@ class Notifier:
             return
         document = self._signer.confirmation(project, queue, sub, kind)
         if urlsplit(sub.subscriber).scheme == "mailto":
-            if self._mailer is not None:
-                self._mailer.send(sub.subscriber, sub.options, document)
+            if self._mailer is not None:  # NOTE: on the pool: a slow mail server must not stall dispatch
+                self._pool.submit(self._mailer.send, sub.subscriber, sub.options, document)
             return
         url = sub.subscriber.removeprefix("trust+")
         self._enqueue(_Delivery(url, json.dumps(document).encode(), {"Content-Type": "application/json"},
@@ -221,6 +232,17 @@ class Notifier:
     # -- HTTP deliveries: per-destination fairness and retries ----------------------------
     def _enqueue(self, delivery: _Delivery) -> None:
         with self._lock:
+            size = len(delivery.body)
+            if self._pending_bytes + size > self._max_pending_bytes:
+                self._dropped += 1
+                now = time.monotonic()
+                if now - self._dropped_logged_at >= _DROP_LOG_INTERVAL:
+                    LOG.warning("webhook deliveries hold %d bytes already; dropped %d notification(s) "
+                                "since the last warning (latest for %s)", self._pending_bytes,
+                                self._dropped, delivery.destination)
+                    self._dropped, self._dropped_logged_at = 0, now
+                return
+            self._pending_bytes += size
             self._waiting[delivery.destination].append(delivery)
             self._start_ready(delivery.destination)
 
@@ -241,11 +263,16 @@ class Notifier:
                 ok = response.status < 500
         except urllib.error.HTTPError as exc:
             ok = exc.code < 500  # a 4xx is the endpoint's final answer; only 5xx is retried
+        except (ValueError, http.client.InvalidURL) as exc:  # the request itself is bad: never retried
+            LOG.warning("webhook %s cannot be sent: %s", delivery.url, exc)
+            ok = True
         except Exception as exc:
             LOG.info("webhook %s failed: %s", delivery.url, exc)
         with self._lock:
             self._in_flight[delivery.destination] -= 1
-            if not ok:
+            if ok:
+                self._pending_bytes -= len(delivery.body)
+            else:
                 self._retry_later(delivery)
             self._start_ready(delivery.destination)
             if not self._in_flight[delivery.destination]:
@@ -254,6 +281,7 @@ class Notifier:
     def _retry_later(self, delivery: _Delivery) -> None:
         if delivery.attempt >= len(delivery.waits):
             LOG.warning("giving up on webhook %s after %d attempts", delivery.url, delivery.attempt + 1)
+            self._pending_bytes -= len(delivery.body)
             return
         due = time.monotonic() + delivery.waits[delivery.attempt]
         delivery.attempt += 1
@@ -270,3 +298,16 @@ class Notifier:
                     self._start_ready(delivery.destination)
                 wait = self._timers[0][0] - now if self._timers else 1.0
                 self._lock.wait(timeout=max(0.01, wait))
+
+
+def _body(document: dict[str, Any], template: Any) -> bytes:
+    """The POST body: the notification, or ``post_data`` with the placeholder replaced by it.
+
+    A template given as a JSON document has the placeholder as a string value; one given as
+    text (upstream's form, e.g. ``'{"m": "$zaqar_message$"}'``) is filled in as text.
+    """
+    message = json.dumps(document)
+    if template is None:
+        return message.encode()
+    text = template if isinstance(template, str) else json.dumps(template)
+    return _TEMPLATE_VALUE.sub(lambda _: message, text).encode()

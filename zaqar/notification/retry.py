@@ -20,6 +20,12 @@ DEFAULTS = {
     "retry_backoff_function": "linear",
 }
 STEP = 5  # seconds between back-off steps, upstream's constant
+# The contract bounds none of these. Schedules are built per delivery and every pending delivery
+# holds its body, so what a policy may ask is capped here (review: maximum_delay = 2**62 made the
+# dispatcher build a list until the process ran out of memory, for every project).
+MAX_DELAY = 3600.0  # seconds
+MAX_RETRIES = 100  # per kind of retry
+_COUNTS = ("retries_with_no_delay", "minimum_delay_retries", "maximum_delay_retries")
 
 
 def _backoff(low: float, high: float, function: str) -> list[float]:
@@ -39,18 +45,31 @@ def _backoff(low: float, high: float, function: str) -> list[float]:
         waits.append(wait)
 
 
+def _number(value: Any, default: float, high: float) -> float:
+    """``value`` as a number in [0, high]; ``default`` for anything else (types, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return default
+    return min(max(float(value), 0.0), high)
+
+
 def schedule(policy: Mapping[str, Any] | None) -> list[float]:
-    p = {**DEFAULTS, **(policy or {})}
-    low, high = float(p["minimum_delay"]), float(p["maximum_delay"])
-    return ([0.0] * int(p["retries_with_no_delay"]) + [low] * int(p["minimum_delay_retries"])
-            + _backoff(max(low, 1.0), high, str(p["retry_backoff_function"]))
-            + [high] * int(p["maximum_delay_retries"]))
+    """The waits before each retry; values out of range are clamped and odd ones read as defaults."""
+    p = {**DEFAULTS, **(policy if isinstance(policy, Mapping) else {})}
+    counts = {key: int(_number(p[key], DEFAULTS[key], MAX_RETRIES)) for key in _COUNTS}
+    low = _number(p["minimum_delay"], DEFAULTS["minimum_delay"], MAX_DELAY)
+    high = max(low, _number(p["maximum_delay"], DEFAULTS["maximum_delay"], MAX_DELAY))
+    function = p["retry_backoff_function"] if isinstance(p["retry_backoff_function"], str) else "linear"
+    return ([0.0] * counts["retries_with_no_delay"] + [low] * counts["minimum_delay_retries"]
+            + _backoff(max(low, 1.0), high, function) + [high] * counts["maximum_delay_retries"])
 
 
 def effective(subscription_options: Mapping[str, Any], queue_metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The policy that applies: the queue's when it says to ignore overrides, else the subscription's."""
     queue_policy = queue_metadata.get("_retry_policy") or {}
     own = subscription_options.get("_retry_policy") or {}
+    # NOTE: the queue's is not validated (http-v2.md): a policy that is not an object is none
+    queue_policy = queue_policy if isinstance(queue_policy, Mapping) else {}
+    own = own if isinstance(own, Mapping) else {}
     if queue_policy.get("ignore_subscription_override"):
         return dict(queue_policy)
     return {**queue_policy, **own}

@@ -465,3 +465,36 @@ def test_idle_is_false_while_an_event_is_being_dispatched(store, make_notifier):
         release.set()
     wait_idle(notifier)
     assert busy
+
+
+# -- review: one subscription's odd options, text templates, memory held for dead endpoints ----------
+
+def test_a_queue_retry_policy_that_is_not_an_object_costs_no_subscriber_its_notification(
+        store, make_notifier, receiver):
+    store.queues.create(P, Q, {"_retry_policy": "x"})  # the contract does not validate it
+    subscribe(store, receiver.url + "/a", confirmed=True)
+    subscribe(store, receiver.url + "/b", {"_retry_policy": {"retries_with_no_delay": "abc"}}, confirmed=True)
+    make_notifier().messages_posted(P, Q, [_doc("hi")])
+    assert len(receiver.wait_for(1, path="/a")) == 1
+    assert len(receiver.wait_for(1, path="/b")) == 1
+
+
+def test_a_post_data_template_given_as_text_is_filled_in(store, make_notifier, receiver):
+    subscribe(store, receiver.url, {"post_data": '{"m": "$zaqar_message$", "$zaqar_message$": 1}'})
+    make_notifier().messages_posted(P, Q, [_doc("hi")])
+    (post,) = receiver.wait_for(1)
+    assert post.json() == {"m": _doc("hi"), "$zaqar_message$": 1}  # as a value only: a key stays a key
+
+
+def test_bodies_held_for_endpoints_that_do_not_answer_are_bounded(store, make_notifier, receiver, caplog):
+    with Blackhole() as hole:
+        subscribe(store, hole.url + "/dead")
+        notifier = make_notifier(timeout=60.0, workers=4, per_destination=2, max_pending_bytes=50_000)
+        with caplog.at_level(logging.WARNING, logger="zaqar.notification"):
+            for i in range(100):
+                notifier.messages_posted(P, Q, [_doc("x" * 1000 + str(i))])
+            deadline = time.monotonic() + 10
+            while not any("dropped" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "nothing was dropped"
+                time.sleep(0.01)
+        assert notifier._pending_bytes <= 50_000

@@ -107,3 +107,27 @@ def test_effective_does_not_change_its_inputs():
     options, meta = {"_retry_policy": dict(SUB)}, {"_retry_policy": dict(QUEUE)}
     retry.effective(options, meta)
     assert options == {"_retry_policy": SUB} and meta == {"_retry_policy": QUEUE}
+
+
+# -- policies the contract does not bound (review: the dispatcher built them as lists) ----------------
+
+@pytest.mark.parametrize("policy", [
+    {"minimum_delay": 0, "maximum_delay": 2**62},
+    {"maximum_delay": 1e300, "retries_with_no_delay": 10**9},
+    {"maximum_delay": float("nan"), "minimum_delay": float("inf")},
+])
+def test_huge_policies_are_clamped_to_a_bounded_schedule(policy):
+    waits = retry.schedule(policy)
+    assert len(waits) <= 3 * retry.MAX_RETRIES + retry.MAX_DELAY / retry.STEP
+    assert max(waits) <= retry.MAX_DELAY
+
+
+@pytest.mark.parametrize("policy", ["x", ["minimum_delay"], {"retries_with_no_delay": "abc"},
+                                    {"minimum_delay": True, "retry_backoff_function": 7}])
+def test_odd_policies_read_as_the_defaults(policy):
+    assert retry.schedule(policy) == retry.schedule(None)
+
+
+def test_a_queue_policy_that_is_not_an_object_is_none():
+    own = {"_retry_policy": {"minimum_delay": 9}}
+    assert retry.effective(own, {"_retry_policy": "x"}) == {"minimum_delay": 9}
