@@ -27,6 +27,7 @@ import json
 import logging
 import queue as queues
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -91,6 +92,7 @@ class Notifier:
         self._waiting: dict[str, collections.deque[_Delivery]] = collections.defaultdict(collections.deque)
         self._in_flight: collections.Counter[str] = collections.Counter()
         self._timers: list[tuple[float, int, _Delivery]] = []
+        self._sending: dict[object, tuple[float, http.client.HTTPConnection]] = {}  # deadline, request
         self._seq = itertools.count()
         self._max_pending_bytes, self._pending_bytes = max_pending_bytes, 0
         self._dropped, self._dropped_logged_at = 0, -_DROP_LOG_INTERVAL
@@ -257,10 +259,7 @@ class Notifier:
     def _send(self, delivery: _Delivery) -> None:
         ok = False
         try:
-            request = urllib.request.Request(delivery.url, data=delivery.body, headers=delivery.headers,
-                                             method="POST")
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                ok = response.status < 500
+            ok = self._post(delivery) < 500
         except urllib.error.HTTPError as exc:
             ok = exc.code < 500  # a 4xx is the endpoint's final answer; only 5xx is retried
         except (ValueError, http.client.InvalidURL) as exc:  # the request itself is bad: never retried
@@ -277,6 +276,44 @@ class Notifier:
             self._start_ready(delivery.destination)
             if not self._in_flight[delivery.destination]:
                 del self._in_flight[delivery.destination]
+
+    def _post(self, delivery: _Delivery) -> int:
+        """POST the delivery; its status. Cut off (an OSError) when it outlives its deadline.
+
+        ``timeout`` bounds each socket operation only: an endpoint that answers one byte at a
+        time held a worker for good, and a few such endpoints held every project's webhooks.
+        The timer thread shuts the socket of a request older than 2 x ``timeout``.
+        """
+        parts = urlsplit(delivery.url)
+        if parts.scheme not in ("http", "https") or urllib.request.getproxies().get(parts.scheme):
+            # NOTE: through a proxy (from the environment) as urllib does it, per-read timeout only
+            request = urllib.request.Request(delivery.url, data=delivery.body, headers=delivery.headers,
+                                             method="POST")
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                return int(response.status)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = kind(parts.hostname or "", parts.port, timeout=self._timeout)
+        key = object()
+        with self._lock:
+            self._sending[key] = (time.monotonic() + 2 * self._timeout, conn)
+        try:
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request("POST", target, body=delivery.body, headers=delivery.headers)
+            return int(conn.getresponse().status)
+        finally:
+            with self._lock:
+                self._sending.pop(key, None)
+            conn.close()
+
+    def _cut_overdue(self, now: float) -> None:
+        """Shut the sockets of requests past their deadline (under the lock; their worker then fails)."""
+        for deadline, conn in list(self._sending.values()):
+            sock = conn.sock
+            if deadline <= now and sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError as exc:  # closed meanwhile
+                    LOG.debug("cutting off a webhook request: %s", exc)
 
     def _retry_later(self, delivery: _Delivery) -> None:
         if delivery.attempt >= len(delivery.waits):
@@ -296,7 +333,10 @@ class Notifier:
                     _, _, delivery = heapq.heappop(self._timers)
                     self._waiting[delivery.destination].append(delivery)
                     self._start_ready(delivery.destination)
+                self._cut_overdue(now)
                 wait = self._timers[0][0] - now if self._timers else 1.0
+                if self._sending:
+                    wait = min(wait, 0.25)  # deadlines are checked here
                 self._lock.wait(timeout=max(0.01, wait))
 
 

@@ -498,3 +498,44 @@ def test_bodies_held_for_endpoints_that_do_not_answer_are_bounded(store, make_no
                 assert time.monotonic() < deadline, "nothing was dropped"
                 time.sleep(0.01)
         assert notifier._pending_bytes <= 50_000
+
+
+def test_endpoints_answering_a_byte_at_a_time_are_cut_off_and_free_the_workers(
+        store, make_notifier, receiver):
+    """Review: the timeout bounds each read, so a trickling answer held a worker for good."""
+    import socket as sockets
+
+    stop = threading.Event()
+
+    def trickle(conn: sockets.socket) -> None:
+        with conn:
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not stop.wait(0.2):
+                    conn.sendall(b"a")  # well within the per-read timeout, for ever
+            except OSError:
+                return
+
+    def serve(listener: sockets.socket) -> None:
+        for _ in range(2):  # per_destination requests at once
+            threading.Thread(target=trickle, args=(listener.accept()[0],), daemon=True).start()
+
+    listeners = []
+    for _ in range(3):
+        listener = sockets.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+        subscribe(store, f"http://127.0.0.1:{listener.getsockname()[1]}/", {"_retry_policy": {
+            "retries_with_no_delay": 0, "minimum_delay_retries": 0, "maximum_delay_retries": 0,
+            "minimum_delay": 0, "maximum_delay": 0}})
+    subscribe(store, receiver.url + "/healthy", queue="other")
+    try:
+        notifier = make_notifier(timeout=0.5, workers=6, per_destination=2)
+        notifier.messages_posted(P, Q, [_doc(1), _doc(2)])  # every worker now waits on a trickle
+        time.sleep(0.2)
+        notifier.messages_posted(P, "other", [_doc("hi", queue="other")])
+        assert len(receiver.wait_for(1, timeout=5, path="/healthy")) == 1  # after ~2 x timeout, not never
+    finally:
+        stop.set()
+        for listener in listeners:
+            listener.close()
