@@ -51,6 +51,7 @@ _TEMPLATE_VALUE = re.compile(r'"\$zaqar_message\$"(?!\s*:)')
 # Bodies of the HTTP deliveries waiting, in flight or due for a retry: past this, new ones are
 # dropped (a warning every 10 s) rather than holding memory for endpoints that do not answer.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+MAIL_WORKERS = 2  # threads sending mail (apart from the webhook pool)
 _DROP_LOG_INTERVAL = 10.0
 
 
@@ -87,6 +88,9 @@ class Notifier:
         self._require_confirmation, self._signer, self._mailer = require_confirmation, signer, mailer
         self._events: queues.Queue[tuple[Any, ...] | None] = queues.Queue(maxsize=backlog)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zaqar-notify")
+        # NOTE: mail has threads of its own: a mail server that never answers holds each for its
+        # timeout, and on the webhook pool a few mailto subscribers held every project's webhooks.
+        self._mail_pool = ThreadPoolExecutor(MAIL_WORKERS, thread_name_prefix="zaqar-notify-mail")
         self._local: dict[str, Push] = {}
         self._lock = threading.Condition()
         self._waiting: dict[str, collections.deque[_Delivery]] = collections.defaultdict(collections.deque)
@@ -153,6 +157,7 @@ class Notifier:
         for thread in self._threads:
             thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._mail_pool.shutdown(wait=False, cancel_futures=True)
 
     def idle(self) -> bool:
         """True when nothing is queued, waiting, retrying or being sent (for tests and shutdown)."""
@@ -203,7 +208,7 @@ class Notifier:
         scheme = urlsplit(url).scheme
         if scheme == "mailto":
             if self._mailer is not None:
-                self._pool.submit(self._mailer.send, url, sub.options, document)
+                self._mail_pool.submit(self._mailer.send, url, sub.options, document)
             return
         given = sub.options.get("post_headers")
         post_headers = given if isinstance(given, dict) else {}
@@ -225,7 +230,7 @@ class Notifier:
         document = self._signer.confirmation(project, queue, sub, kind)
         if urlsplit(sub.subscriber).scheme == "mailto":
             if self._mailer is not None:  # NOTE: on the pool: a slow mail server must not stall dispatch
-                self._pool.submit(self._mailer.send, sub.subscriber, sub.options, document)
+                self._mail_pool.submit(self._mailer.send, sub.subscriber, sub.options, document)
             return
         url = sub.subscriber.removeprefix("trust+")
         self._enqueue(_Delivery(url, json.dumps(document).encode(), {"Content-Type": "application/json"},

@@ -539,3 +539,17 @@ def test_endpoints_answering_a_byte_at_a_time_are_cut_off_and_free_the_workers(
         stop.set()
         for listener in listeners:
             listener.close()
+
+
+def test_a_mail_server_that_never_answers_does_not_hold_the_webhooks(store, make_notifier, receiver):
+    """Review: mail ran on the webhook pool, so mailto subscribers of a dead mail server held it."""
+    with Blackhole() as smtp:
+        port = int(smtp.url.rsplit(":", 1)[1])
+        notifier = make_notifier(mailer=Mailer("127.0.0.1", port, timeout=30.0), workers=4)
+        for i in range(8):
+            subscribe(store, f"mailto:x{i}@example.com", queue="mailed")
+        subscribe(store, receiver.url + "/hook")
+        notifier.messages_posted(P, "mailed", [_doc("m", queue="mailed")])
+        time.sleep(0.2)  # the mails are on their way to a server that will not answer
+        notifier.messages_posted(P, Q, [_doc("hi")])
+        assert len(receiver.wait_for(1, timeout=10, path="/hook")) == 1  # not after 30 s
