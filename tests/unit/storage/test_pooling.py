@@ -154,7 +154,7 @@ def test_an_unplaced_dead_letter_queue_joins_its_source_and_keeps_ids(pooled, co
     assert pooled.messages.get(P, "dlq", mid).claim_count == 1
 
 
-def test_a_deleted_queue_keeps_its_pool_until_the_pool_is_pruned(pooled, control, tmp_path):
+def test_a_deleted_queue_keeps_its_pool_while_the_pool_exists(pooled, control, tmp_path):
     _add(control, tmp_path, "a", 100)
     _post(pooled, "plain")
     pooled.subscriptions.create(P, "watched", "http://127.0.0.1:1/hook", 3600, {})
@@ -165,9 +165,10 @@ def test_a_deleted_queue_keeps_its_pool_until_the_pool_is_pruned(pooled, control
     _add(control, tmp_path, "b", 1_000_000)  # would take nearly every new queue
     _post(pooled, "plain", "again")  # a re-created (or racing) post goes back where it was
     assert control.catalog.get(P, "plain") == "a"
-    # Pruning before the pool goes keeps what still lives there and forgets the rest.
+    # What still lives there counts; no placement is forgotten while the pool stays (a refused
+    # delete must not move a deleted queue that other processes still place on this pool).
     assert pooling.held_queues(control, pooled.pool_store("a"), "a") == 2
-    assert sorted(q for _, q in control.catalog.placed("a")) == ["plain", "watched"]
+    assert sorted(q for _, q in control.catalog.placed("a")) == ["gone", "plain", "watched"]
     assert len(pooled.subscriptions.list(P, "watched")) == 1
 
 

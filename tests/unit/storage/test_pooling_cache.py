@@ -145,8 +145,8 @@ def test_deleting_a_pool_here_forgets_its_placements_at_once(open_control, open_
     assert _bodies(b, clock) == ["placed again"]
 
 
-def test_pruning_a_deleted_queue_here_forgets_its_placement_at_once(open_control, open_pooled, tmp_path,
-                                                                   clock):
+def test_a_pool_whose_queues_are_gone_goes_without_force_with_its_placements(
+        open_control, open_pooled, tmp_path, clock):
     control = open_control()
     _pool(control, tmp_path, "a", 100)
     b = _pool(control, tmp_path, "b", 0)
@@ -155,9 +155,10 @@ def test_pruning_a_deleted_queue_here_forgets_its_placement_at_once(open_control
     store.queues.delete(P, Q)
     control.pools.update("b", weight=100)
     store.control.pools.update("a", weight=0)
-    # as pool_delete (without force) does it: prune the placements of queues that are gone
+    # as pool_delete (without force) does it: nothing held, so the pool and its placements go
     assert pooling.held_queues(store.control, store.pool_store("a"), "a") == 0
     store.control.pools.delete("a")
+    store.control.catalog.forget_pool("a")
     _post(store, "placed again")
     assert control.catalog.get(P, Q) == "b"
     assert _bodies(b, clock) == ["placed again"]

@@ -27,20 +27,20 @@ LOG = logging.getLogger(__name__)
 
 
 def held_queues(control: ControlDriver, store: base.DataDriver, pool: str) -> int:
-    """How many queues still live on ``pool``, whose store is ``store``.
+    """How many queues still live on ``pool``, whose store is ``store``; changes nothing.
 
-    Placements outlive deleted queues; here, before the pool goes, those of
-    queues with neither a record nor a live subscription left are forgotten.
+    Placements outlive deleted queues, which do not count here. None is
+    forgotten: when nothing is held the pool's deletion forgets them all, and
+    when something is, the pool stays and so must every placement on it.
+    NOTE: this pruned the deleted queues' placements even when the delete was
+    then refused (409); another process still placing such a queue on this
+    pool from its cache posted there, while this one placed it anew elsewhere
+    (a post answered 201 that no one could read, the queue listed twice).
     Deleting a pool is an operator's act: set its weight to 0 first, so no
     new queue is placed on it meanwhile.
     """
-    held = 0
-    for project, queue in control.catalog.placed(pool):
-        if store.queues.exists(project, queue) or store.subscriptions.live(project, queue):
-            held += 1
-        else:
-            control.catalog.delete(project, queue)
-    return held
+    return sum(1 for project, queue in control.catalog.placed(pool)
+               if store.queues.exists(project, queue) or store.subscriptions.live(project, queue))
 
 
 class DataDriver(base.DataDriver):

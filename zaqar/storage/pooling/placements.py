@@ -7,8 +7,8 @@ are kept, for at most ``max_age`` seconds (the registry's pool refresh
 interval). "Not placed" is never kept: another process may place the queue
 at any moment.
 
-A placement goes away only when its pool is deleted (``forget_pool`` or the
-pruning of ``held_queues``). This process then drops the entries at once,
+A placement goes away only when its pool is deleted (``forget_pool``). This
+process then drops the entries at once,
 through ``ControlDriver`` below, which the pooled store hands to the API
 layer; the registry drops a pool's entries when its refresh finds the pool
 gone or its URI changed. Another process's deletes are therefore followed

@@ -46,7 +46,7 @@ class QueueController(base.QueueController):
         # NOTE: the placement stays. A post racing with this delete, or a retry after the pool
         # failed half-way, then still lands on this pool, where the queue's subscriptions (which
         # outlive it, upstream) also are; forgetting it would orphan what such a post stored.
-        # Placements of deleted queues are pruned when their pool is deleted (held_queues).
+        # Placements of deleted queues are forgotten when their pool is deleted (forget_pool).
         driver = self._registry.lookup(project, name)
         if driver is not None:
             driver.queues.delete(project, name)
