@@ -186,6 +186,13 @@ class _Slot:
             semaphore.release()
 
 
+def _release_slot(environ: dict[str, Any]) -> None:
+    """Give back the pending-validation slot the request holds, if any (at most once)."""
+    slot = environ.pop(_SLOT, None)
+    if slot is not None:
+        slot.release()
+
+
 def _json_error(start_response: Callable[..., Any], status: int, title: str, description: str,
                 headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
     body = json.dumps({"title": title, "description": description}).encode()
@@ -246,9 +253,7 @@ class KeystoneAuth:
 
     # -- the middleware's downstream ------------------------------------------------------------
     def _downstream(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        slot = environ.pop(_SLOT, None)
-        if slot is not None:
-            slot.release()  # validation is over: the app's own work holds no slot
+        _release_slot(environ)  # validation is over: the app's own work holds no slot
         environ[_REACHED] = True
         identity = None
         keys = environ.pop(_LEARN, None)
@@ -281,9 +286,7 @@ class KeystoneAuth:
             try:
                 return self._validated(environ, start_response)
             finally:
-                slot = environ.pop(_SLOT, None)
-                if slot is not None:
-                    slot.release()
+                _release_slot(environ)
 
         return gate
 
@@ -331,9 +334,7 @@ class KeystoneAuth:
             LOG.exception("token validation failed unexpectedly")
             raise AuthenticationFailed(500) from None
         finally:
-            slot = environ.pop(_SLOT, None)
-            if slot is not None:
-                slot.release()
+            _release_slot(environ)
         if found:
             return found[0]
         code = int(status[-1].split(" ", 1)[0]) if status else 500

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -54,11 +53,6 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# PERF: a \uD800-\uDFFF escape is rare (emoji written as escaped pairs); only then is the
-# document checked for an unpaired one.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
 def decode(data: bytes, binary: bool) -> Any:
     """Raises ValueError with the contract's text when the frame cannot be decoded.
 
@@ -70,8 +64,7 @@ def decode(data: bytes, binary: bool) -> Any:
         if binary:
             return msgpack.unpackb(data, raw=False, strict_map_key=True)
         document = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
-        if _SURROGATE_ESCAPE.search(data):
-            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        validation.utf8_encodable(data, document)
         return document
     except Exception as exc:  # msgpack raises several unrelated types
         kind = "binary (MessagePack)" if binary else "text (JSON)"

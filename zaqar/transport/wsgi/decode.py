@@ -13,16 +13,13 @@ from typing import Any
 
 import falcon
 
-from zaqar.api import Request, errors
+from zaqar.api import Request, errors, validation
 from zaqar.transport.wsgi.routes import BOOL, INT, LIST, HttpSpec
 
 _TRUE = frozenset({"true", "True", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "False", "f", "no", "n", "0", "off"})
 _INT = re.compile(r"^-?[0-9]+$")
 _INT64 = (-(2**63), 2**63 - 1)
-# PERF: a \uD800-\uDFFF escape is rare (emoji written as escaped pairs); only then is the
-# document checked for an unpaired one.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -95,10 +92,7 @@ def parse_json(raw: bytes) -> Any:
     try:
         document = json.loads(raw.decode("utf-8"), parse_int=_reject_big_ints, parse_float=_finite_float,
                               parse_constant=_no_constants)
-        if _SURROGATE_ESCAPE.search(raw):
-            # NOTE: JSON can spell an unpaired surrogate ("\ud800"), which no UTF-8 text holds: stored,
-            # it would make every later answer that includes it fail to encode.
-            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        validation.utf8_encodable(raw, document)
     except (UnicodeError, ValueError, RecursionError):
         raise errors.InvalidBody("Request body could not be parsed.") from None
     if not isinstance(document, dict | list):
