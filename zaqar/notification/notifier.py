@@ -45,7 +45,6 @@ LOG = logging.getLogger("zaqar.notification")
 # (connection id, document, the subscription's post_headers) -> delivered? The receiver checks
 # the headers as its notification endpoint would (the websocket's push token).
 Push = Callable[[str, dict[str, Any], Mapping[str, Any]], bool]
-_TEMPLATE = '"$zaqar_message$"'
 # The placeholder as a JSON string value (not a key, which would make the body invalid JSON).
 _TEMPLATE_VALUE = re.compile(r'"\$zaqar_message\$"(?!\s*:)')
 # Bodies of the HTTP deliveries waiting, in flight or due for a retry: past this, new ones are
@@ -85,6 +84,8 @@ class Notifier:
     ) -> None:
         self._store = store
         self._timeout, self._per_destination = timeout, per_destination
+        # Schemes sent through a proxy from the environment (read once, as the process starts).
+        self._proxied = frozenset(urllib.request.getproxies())
         self._require_confirmation, self._signer, self._mailer = require_confirmation, signer, mailer
         self._events: queues.Queue[tuple[Any, ...] | None] = queues.Queue(maxsize=backlog)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zaqar-notify")
@@ -290,7 +291,7 @@ class Notifier:
         The timer thread shuts the socket of a request older than 2 x ``timeout``.
         """
         parts = urlsplit(delivery.url)
-        if parts.scheme not in ("http", "https") or urllib.request.getproxies().get(parts.scheme):
+        if parts.scheme not in ("http", "https") or parts.scheme in self._proxied:
             # NOTE: through a proxy (from the environment) as urllib does it, per-read timeout only
             request = urllib.request.Request(delivery.url, data=delivery.body, headers=delivery.headers,
                                              method="POST")

@@ -199,9 +199,12 @@ def origin_allowed(policy: OriginPolicy, origin: str | None, host: str | None) -
     except ValueError:
         return False
     server_host = server.hostname
-    if not server_host or not (server_host == page[1] or (_loopback(server_host) and _loopback(page[1]))):
+    if not server_host:
         return False
-    if not (_address(server_host) or _loopback(server_host) or server_host in policy.own_hosts):
+    local = _loopback(server_host)
+    if not (server_host == page[1] or (local and _loopback(page[1]))):
+        return False
+    if not (local or _address(server_host) or server_host in policy.own_hosts):
         return False  # a name a page could have re-pointed here (DNS rebinding): only if listed
     own = server_port if server_port is not None else _DEFAULT_PORTS[page[0]]
     return page[2] == own or policy.http_port is None or page[2] == policy.http_port
