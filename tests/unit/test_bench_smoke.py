@@ -112,3 +112,13 @@ def test_harness_on_redis_reports_its_cpu_and_cleans_up():
     if is_local(url):
         assert all(cells[7] != "n/a" for cells in rows.values()), out  # redis-server's CPU column
     assert re.search(r"^cleanup: redis: deleted \d+ keys under .*, 0 left$", out, re.M), out
+
+
+def test_commit_cost_prints_every_figure_and_leaves_no_file(tmp_path):
+    out = _run("benchmarks.commit_cost", "--dir", str(tmp_path), "--posts", "20", "--wakeups", "20",
+               "--rounds", "1", timeout=60)
+    figures = re.findall(rf"^(post, synchronous=full|post, synchronous=normal|fsync per post|thread wakeup)"
+                         rf".*?\s{NUMBER} \({NUMBER}\)$", out, re.MULTILINE)
+    assert len(figures) == 4, out
+    assert len(re.findall(r"^  k=\d: fsync saved", out, re.MULTILINE)) == 4, out
+    assert list(tmp_path.iterdir()) == []  # its store files went with it
