@@ -152,7 +152,7 @@ from zaqar.transport.wsgi import application as entry
 answers = []
 for config in os.environ["CONFIGS"].split(os.pathsep):
     os.environ["ZAQAR_CONFIG_FILE"] = config
-    client = falcon.testing.TestClient(entry.build())
+    client = falcon.testing.TestClient(entry.PerProcessApp(entry.load_conf()))
     page = client.simulate_get("/console/")
     settings = client.simulate_get("/console/config.json", headers={"Host": "192.0.2.2:8888"})
     offered = settings.json["websocket_url"] if settings.status_code == 200 else None
