@@ -64,6 +64,7 @@ from benchmarks.transport_bench import (
     step_stats,
     zaqar_endpoints,
 )
+from zaqar.bootstrap import store_threads
 
 PERSISTENT = ("http-keepalive", "ws-json", "ws-msgpack")
 MIX = (step_post,) * 4 + (step_consume_or_wait,) * 2 + (step_monitor,)  # threads 0-3, 4-5, 6
@@ -117,6 +118,11 @@ class Zaqar:
     store_pids: Callable[[], Sequence[int]]
 
 
+def threads_for(store: str, args: argparse.Namespace) -> int:
+    """``--server-threads``, or what zaqar-server itself runs on ``store`` when told 0."""
+    return args.server_threads or store_threads(store)
+
+
 def _store_pids(store: str, args: argparse.Namespace) -> Callable[[], Sequence[int]]:
     pids = redis_pids() if store == "redis" and is_local(args.redis_url) else ()
     return lambda: pids
@@ -132,7 +138,7 @@ def zaqar_under_test(store: str, args: argparse.Namespace, notes: list[str]) -> 
     prefix = f"zaqar-harness-{uuid.uuid4().hex}:" if store == "redis" else ""
     uri = with_query(args.redis_url, f"prefix={quote(prefix)}") if prefix else None
     try:
-        server = servers.start_zaqar(args.server_threads, websocket=True,
+        server = servers.start_zaqar(threads_for(store, args), websocket=True,
                                      message_store="redis" if prefix else None, store_uri=uri)
         assert server.websocket_port is not None
         log(f"[{store}] zaqar-server pid {server.pid}: {server.url}, ws://127.0.0.1:{server.websocket_port}/")
@@ -180,7 +186,7 @@ def run_store(store: str, args: argparse.Namespace, ceilings: dict[str, Endpoint
 
         if "idle" in args.only:  # first, on a fresh server: RSS not yet grown by the other scenarios
             idle = measure_connections("127.0.0.1", zq.websocket_port, zq.pid, args.connections,
-                                       args.concurrency, 2 * args.server_threads, log)
+                                       args.concurrency, 2 * threads_for(store, args), log)
         for rnd in range(args.rounds):
             for t in (t for t in THROUGHPUT if t.scenario.name in args.only):
                 targets = [x for key, x in rows if key == t.scenario.name]
@@ -202,7 +208,7 @@ def run_store(store: str, args: argparse.Namespace, ceilings: dict[str, Endpoint
 
 def print_store(rep: dict[str, Any], args: argparse.Namespace, out: Callable[[str], None] = print) -> None:
     rows: list[report.Row] = rep["rows"]
-    where = args.url or f"zaqar-server ({args.server_threads} HTTP threads / websocket workers)"
+    where = args.url or f"zaqar-server ({threads_for(rep['store'], args)} HTTP threads / websocket workers)"
     out(f"\n== store {rep['store']}: {where}; {args.concurrency} client threads, {args.seconds:g} s per run, "
         f"{args.rounds} interleaved round{'s' if args.rounds > 1 else ''}; figures: median of the rounds")
     out(report.HEADER_NOTE)
@@ -272,9 +278,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=0.1,
                         help="latency: the REST poller's interval in seconds (default 0.1)")
     parser.add_argument("--connections", type=int, default=1000, help="idle: websocket connections (1000)")
-    parser.add_argument("--server-threads", type=int, default=servers.DEFAULT_THREADS,
-                        help="HTTP threads and websocket workers of the servers started "
-                        f"(default {servers.DEFAULT_THREADS}: zaqar-server's own choice for these stores)")
+    parser.add_argument("--server-threads", type=int, default=0,
+                        help="HTTP threads and websocket workers of the zaqar-server started, and of the "
+                             "ceilings (default 0: what zaqar-server runs on each store, 2 on SQLite, 4 on "
+                             "Redis)")
     parser.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True,
                         help="run the bare-framework ceilings beside zaqar (default on)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --store redis")
@@ -307,10 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports = []
     running: list[servers.ServerProcess] = []
     try:
-        ceilings = start_ceilings(args.server_threads, running, log) if args.ceilings else {}
         for store in stores:
+            # NOTE: the ceilings run as many threads as the zaqar-server they are measured beside.
+            ceilings = start_ceilings(threads_for(store, args), running, log) if args.ceilings else {}
             reports.append(run_store(store, args, ceilings))
             print_store(reports[-1], args)
+            while running:
+                running.pop().stop()
     finally:
         for server in running:
             server.stop()

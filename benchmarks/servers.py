@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from zaqar.bootstrap import QUICK_STORE_THREADS
+from zaqar.bootstrap import store_threads
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WSGI_SERVERS = ("builtin", "cheroot", "waitress", "gunicorn", "uwsgi")
 ROOT = Path(__file__).resolve().parent.parent
-# What zaqar-server runs on SQLite and Redis when threads = 0 (its default); used for every server compared.
-DEFAULT_THREADS = QUICK_STORE_THREADS
+# What zaqar-server runs on its default store (SQLite) when threads = 0; the scripts' default for every
+# server they compare (the harness follows each store's own choice instead).
+DEFAULT_THREADS = store_threads("sqlite")
 PROBE_HEADERS = {"Client-ID": "4f0e2a5c-2b9e-11e3-b191-71861300734c", "X-Project-ID": "bench-probe"}
 
 

@@ -29,7 +29,7 @@ from zaqar.storage import pooling
 from zaqar.storage.base import DataDriver
 from zaqar.storage.control import ControlDriver
 from zaqar.transport import websocket, wsgi
-from zaqar.transport.auth import KeystoneAuth, MiddlewareFactory
+from zaqar.transport.auth import MAX_PENDING, KeystoneAuth, MiddlewareFactory
 from zaqar.transport.reactor import MAX_LINGERING_REFUSALS, raise_open_files_limit
 from zaqar.transport.wsgi.app import request_id
 from zaqar.transport.wsgi.console import ConsoleSettings, is_loopback, outside_auth
@@ -224,23 +224,35 @@ def console_settings(conf: cfg.ConfigOpts, *, own_server: bool = True) -> Consol
 
 
 # Worker threads per transport when the configuration says 0, by how long a store call waits.
-QUICK_STORE_THREADS = 4
-WAITING_STORE_THREADS = 16
+LOCAL_STORE_THREADS = 2  # SQLite: calls never leave the machine
+QUICK_STORE_THREADS = 4  # Redis: one round trip, usually to another host in production
+WAITING_STORE_THREADS = 16  # PostgreSQL, and pools (which may be anywhere): many round trips
+
+
+def store_threads(message_store: str, *, pooling: bool = False, keystone: bool = False) -> int:
+    """The workers a transport runs on ``message_store`` when its configuration says 0.
+
+    # PERF: a process runs Python on one core at a time (the GIL), so a thread
+    # more only pays while the others wait, and every runnable thread more
+    # contends for the GIL. On SQLite, where nothing waits but for the write
+    # lock (whose busy handler sleeps 1, 2, 5, 10 ms...), 4 threads instead of
+    # 2 cost 2-35 % more CPU per request and raised the post p99 from 6-15 to
+    # 20-35 ms, for less throughput; on Redis over loopback the two were within
+    # noise, and a Redis on another host waits longer per call, so it keeps 4
+    # (benchmarks/README.md, "Worker threads"). With keystone, up to
+    # ``auth.MAX_PENDING`` workers may wait on Keystone; those come on top.
+    """
+    if pooling or message_store == "sqlalchemy":
+        return WAITING_STORE_THREADS
+    base = LOCAL_STORE_THREADS if message_store == "sqlite" else QUICK_STORE_THREADS
+    return base + (MAX_PENDING if keystone else 0)
 
 
 def worker_threads(conf: cfg.ConfigOpts, configured: int) -> int:
-    """Threads of a transport's reactor: as configured, or chosen by the message store.
-
-    # PERF: a worker blocked in a store call lets another run, so stores that
-    # wait on the network (PostgreSQL; pools, which may be anywhere) want many.
-    # But every thread more that is runnable at once contends for the GIL: on
-    # SQLite and Redis, whose calls take microseconds, 16 threads cost 15-30 %
-    # more CPU per message than 4, with no more throughput (benchmarks/README.md).
-    """
+    """Threads of a transport's reactor: as configured, or chosen by the message store."""
     if configured:
         return configured
-    waits = conf.pooling or conf.drivers.message_store == "sqlalchemy"
-    return WAITING_STORE_THREADS if waits else QUICK_STORE_THREADS
+    return store_threads(conf.drivers.message_store, pooling=conf.pooling, keystone=bool(conf.auth_strategy))
 
 
 def http_settings(conf: cfg.ConfigOpts, limits: Limits) -> wsgi.Settings:

@@ -93,8 +93,9 @@ _WSGI = [
     cfg.HostAddressOpt("bind", default="127.0.0.1"),
     cfg.PortOpt("port", default=8888),
     cfg.IntOpt("threads", default=0, min=0,
-               help="Worker threads of the built-in HTTP server. 0: chosen by the message store, 4 for "
-               "sqlite and redis, 16 for sqlalchemy and with pooling (stores that wait on the network)."),
+               help="Worker threads of the built-in HTTP server. 0: chosen by the message store, 2 for "
+               "sqlite, 4 for redis (2 more for each with keystone, whose validations wait on the "
+               "network), 16 for sqlalchemy and with pooling (stores that wait on the network)."),
     cfg.FloatOpt("request_timeout", default=30.0, min=0.1,
                  help="Seconds a client has to send a whole request (head and body) once it started."),
     cfg.FloatOpt("keepalive_timeout", default=60.0, min=0.1,

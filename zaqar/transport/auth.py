@@ -19,7 +19,7 @@ characters) is dropped before the middleware sees it, so it is refused (401)
 without a round trip to Keystone. A token not seen valid in the last few
 minutes costs a Keystone round trip on the worker thread that carries it; at
 most ``max_pending`` such validations run at once per transport
-(``MAX_PENDING``: half the 4 workers a transport runs on SQLite or Redis), and
+(``MAX_PENDING``; a transport on SQLite or Redis runs that many more workers), and
 one more is refused at once with 503, so the other workers keep serving the
 tokens that validated lately (answered from keystonemiddleware's cache).
 
@@ -59,7 +59,7 @@ _LEARN = "zaqar.auth.learn"  # the fingerprint of a token to remember once it va
 _REACHED = "zaqar.auth.reached"  # set once validation let the request through to the app
 
 # Validations of tokens not seen valid lately running at once, per transport; more are refused with 503.
-# NOTE: each holds a worker thread: half of the fewest workers a transport runs (4, bootstrap.py).
+# NOTE: each holds a worker thread; bootstrap.worker_threads adds as many to its default.
 MAX_PENDING = 2
 # Tokens remembered as valid (fingerprints), and for how long: keystonemiddleware's default cache time.
 KNOWN_TOKENS = 10_000
