@@ -327,3 +327,29 @@ def test_three_hundred_connections_at_once_are_all_served(zaqar_app):
     for sock, _ in socks:
         sock.close()
     server.stop()
+
+
+def test_connections_that_send_as_they_connect_are_each_answered_once(zaqar_app):
+    # A burst of short-lived clients (Connection: close), as scripts and curl send: none lost, none twice.
+    server = _serve(zaqar_app)
+    statuses: list[int] = []
+
+    def one(index: int) -> None:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            sock.sendall(_post("burst", MESSAGE, b"Connection: close\r\n"))
+            reader = Reader(sock)
+            statuses.append(reader.response()[0])
+            assert reader.closed()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sock, reader = _connect(server)
+    sock.sendall(_stats("burst"))
+    status, _, body = reader.response()
+    sock.close()
+    server.stop()
+    assert statuses == [201] * 60
+    assert (status, json.loads(body)["messages"]["total"]) == (200, 60)
